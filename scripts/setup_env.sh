@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Make the project's environment from nothing: a virtual environment in .venv with the torch pair
+# that imports beside torchvision, the pack's and the tests' requirements, real ComfyUI 0.3.75 in
+# .cache/comfyui, and Debian's opencv-doc sample media in .cache/opencv-doc. Idempotent and quick
+# when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+VENV=$ROOT/.venv
+CACHE=$ROOT/.cache
+mkdir -p "$CACHE"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+
+# torch first, pinned by a constraints file so no later requirement can swap it for another build.
+printf 'torch==2.14.1\ntorchvision==0.29.1\n' > "$CACHE/torch-constraints.txt"
+if ! "$VENV/bin/python" -c 'import torch, torchvision' 2>/dev/null; then
+  "${PIP[@]}" -c "$CACHE/torch-constraints.txt" torch torchvision
+fi
+"${PIP[@]}" -c "$CACHE/torch-constraints.txt" -r requirements-dev.txt
+
+# Real ComfyUI, its requirements (without torch: the pair above stays) and the pack linked in.
+"$VENV/bin/python" tests/comfy_harness/provision.py --constraints "$CACHE/torch-constraints.txt"
+
+# Debian's OpenCV sample data (messi5.jpg, vtest.avi): downloaded by package name, never committed.
+if [ ! -f "$CACHE/opencv-doc/usr/share/doc/opencv-doc/examples/data/vtest.avi" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download opencv-doc >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get download opencv-doc >/dev/null; })
+  dpkg -x "$tmp"/opencv-doc_*.deb "$CACHE/opencv-doc"
+  rm -rf "$tmp"
+fi
+echo "environment ready: $VENV"
