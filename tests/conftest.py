@@ -1,0 +1,25 @@
+"""Shared fixtures: the real ComfyUI server every node test runs in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from comfy_harness.provision import ensure_comfyui
+from comfy_harness.server import ComfyServer
+
+REPO = Path(__file__).resolve().parents[1]
+PACK_NAME = "ComfyUI-DreamActor-M2"
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory: pytest.TempPathFactory):
+    """A real ComfyUI 0.3.75 (CPU) with this pack and the test probe pack, for the whole session."""
+    server = ComfyServer(
+        ensure_comfyui(),
+        tmp_path_factory.mktemp("comfyui"),
+        packs={PACK_NAME: REPO, "dreamactor_test_probe": REPO / "tests" / "comfy_probe"},
+    )
+    with server:
+        yield server
