@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make the project's environment from nothing: a virtual environment in .venv with the torch pair
 # that imports beside torchvision, the pack's and the tests' requirements, real ComfyUI 0.3.75 in
-# .cache/comfyui, and Debian's opencv-doc sample media in .cache/opencv-doc. Idempotent and quick
+# .cache/comfyui, Debian's opencv-doc sample media in .cache/opencv-doc and real animated webp clips in
+# .cache/media-video. Idempotent and quick
 # when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,5 +33,15 @@ if [ ! -f "$CACHE/opencv-doc/usr/share/doc/opencv-doc/examples/data/vtest.avi" ]
   (cd "$tmp" && apt-get download opencv-doc >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get download opencv-doc >/dev/null; })
   dpkg -x "$tmp"/opencv-doc_*.deb "$CACHE/opencv-doc"
   rm -rf "$tmp"
+fi
+# Real driving clips (animated webp) from a PyPI package, unpacked beside the venv rather than
+# installed: ComfyUI's template package pins an older release of it without these clips.
+MEDIA=comfyui-workflow-templates-media-video==0.3.101
+if [ ! -f "$CACHE/media-video/.unpacked" ]; then
+  tmp=$(mktemp -d)
+  "$VENV/bin/python" -m pip download -q --no-deps --disable-pip-version-check -d "$tmp" "$MEDIA"
+  "$VENV/bin/python" -m zipfile -e "$tmp"/comfyui_workflow_templates_media_video-*.whl "$CACHE/media-video"
+  rm -rf "$tmp"
+  echo "$MEDIA" > "$CACHE/media-video/.unpacked"
 fi
 echo "environment ready: $VENV"

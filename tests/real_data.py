@@ -1,19 +1,19 @@
 """Real images and clips that nobody here made, found where their packages install them.
 
-Nothing here is committed: scikit-image ships its sample photos, the PyPI package
-``comfyui-workflow-templates-media-video`` ships animated webp clips, and Debian's ``opencv-doc``
-(unpacked by ``scripts/setup_env.sh`` into ``.cache/opencv-doc``) ships messi5.jpg and vtest.avi.
+Nothing here is committed: scikit-image ships its sample photos; ``scripts/setup_env.sh`` unpacks
+the PyPI package ``comfyui-workflow-templates-media-video`` (animated webp clips) into
+``.cache/media-video`` and Debian's ``opencv-doc`` (messi5.jpg, vtest.avi) into ``.cache/opencv-doc``.
 A missing file is an error that says how to install it, never a silent skip.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+MEDIA_CLIPS = ROOT / ".cache" / "media-video" / "comfyui_workflow_templates_media_video" / "templates"
 OPENCV_DATA = ROOT / ".cache" / "opencv-doc" / "usr" / "share" / "doc" / "opencv-doc" / "examples" / "data"
 
 DANCER_CLIP = "video_wan21_scail2_character_replacement-1.webp"  # a dancer, 45 frames, 350x350
@@ -37,10 +37,7 @@ def opencv_sample(name: str) -> Path:
 
 def template_clip(name: str = DANCER_CLIP) -> Path:
     """Path of an animated webp clip from comfyui-workflow-templates-media-video."""
-    spec = importlib.util.find_spec("comfyui_workflow_templates_media_video")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("pip install comfyui-workflow-templates-media-video (requirements-dev.txt)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "templates" / name
+    path = MEDIA_CLIPS / name
     if not path.is_file():
-        raise FileNotFoundError(f"{name} is not in comfyui-workflow-templates-media-video at {path}")
+        raise FileNotFoundError(f"{path} is missing: run scripts/setup_env.sh (it unpacks the clips package)")
     return path

@@ -1,0 +1,118 @@
+"""Reading driving videos and writing results, outside ComfyUI (the CLI, training, the demo).
+
+Containers (mp4, webm, mov, avi, mkv) go through PyAV; animated webp and gif through Pillow.
+Frames are uint8 numpy arrays [T, H, W, 3]; ``to_unit_frames`` gives the engine's float layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DreamActorError
+
+PILLOW_FORMATS = {".webp", ".gif", ".apng", ".png"}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Decoded frames and their frame rate."""
+
+    frames: np.ndarray  # uint8 [T, H, W, 3]
+    fps: float
+
+
+def _read_with_pillow(path: Path, max_frames: int | None, stride: int) -> Clip:
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as image:
+        frames, durations = [], []
+        for index, frame in enumerate(ImageSequence.Iterator(image)):
+            if max_frames is not None and len(frames) >= max_frames:
+                break
+            durations.append(frame.info.get("duration", 0) or 0)
+            if index % stride == 0:
+                frames.append(np.asarray(frame.convert("RGB")))
+    mean_ms = float(np.mean(durations)) if durations and np.mean(durations) > 0 else 1000.0 / 24
+    return Clip(np.stack(frames), 1000.0 / mean_ms / stride)
+
+
+def _read_with_av(path: Path, max_frames: int | None, stride: int) -> Clip:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 24)
+        frames = []
+        for index, frame in enumerate(container.decode(stream)):
+            if max_frames is not None and len(frames) >= max_frames:
+                break
+            if index % stride == 0:
+                frames.append(frame.to_ndarray(format="rgb24"))
+    if not frames:
+        raise DreamActorError(f"video '{path}': no frames could be decoded")
+    return Clip(np.stack(frames), fps / stride)
+
+
+def read_clip(path: str | Path, max_frames: int | None = None, stride: int = 1) -> Clip:
+    """Decode a video or animated image. ``stride`` keeps every n-th frame (and divides the fps)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DreamActorError(f"video '{path}' does not exist")
+    if stride < 1:
+        raise DreamActorError(f"stride must be at least 1, got {stride}")
+    reader = _read_with_pillow if path.suffix.lower() in PILLOW_FORMATS else _read_with_av
+    try:
+        return reader(path, max_frames, stride)
+    except DreamActorError:
+        raise
+    except Exception as error:  # decoder errors come in many types; name the file either way
+        raise DreamActorError(f"video '{path}' could not be read: {error}") from error
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as uint8 [H, W, C] with C = 3, or 4 when it has alpha."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise DreamActorError(f"image '{path}' does not exist")
+    with Image.open(path) as image:
+        mode = "RGBA" if "A" in image.getbands() else "RGB"
+        return np.asarray(image.convert(mode))
+
+
+def to_unit_frames(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [..., C] -> float32 in 0..1, the layout of ComfyUI's IMAGE."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255.0)
+
+
+def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
+    """float frames in 0..1 -> uint8, rounded."""
+    return frames.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+
+
+def write_video(path: str | Path, frames: np.ndarray | torch.Tensor, fps: float) -> Path:
+    """Write frames ([T, H, W, 3], uint8 or float 0..1) as H.264 mp4 (yuv420p, even sizes padded)."""
+    import av
+
+    if isinstance(frames, torch.Tensor):
+        frames = to_uint8_frames(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise DreamActorError(f"write_video: expected frames [T, H, W, 3] with T >= 1, got {tuple(frames.shape)}")
+    height, width = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2
+    if (height, width) != frames.shape[1:3]:
+        frames = np.pad(frames, ((0, 0), (0, height - frames.shape[1]), (0, width - frames.shape[2]), (0, 0)), mode="edge")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=round(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())
+    return path
