@@ -34,6 +34,12 @@ if [ ! -f "$CACHE/opencv-doc/usr/share/doc/opencv-doc/examples/data/vtest.avi" ]
   dpkg -x "$tmp"/opencv-doc_*.deb "$CACHE/opencv-doc"
   rm -rf "$tmp"
 fi
+# Debian's Chromium for the frontend tests (Playwright drives it; it never downloads a browser).
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 # Real driving clips (animated webp) from a PyPI package, unpacked beside the venv rather than
 # installed: ComfyUI's template package pins an older release of it without these clips.
 MEDIA=comfyui-workflow-templates-media-video==0.3.101
