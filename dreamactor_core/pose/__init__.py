@@ -1,0 +1,7 @@
+"""The pose pipeline of the pose-based mode: extraction, augmentation against shape leakage, rendering.
+
+``types`` holds the pose sequence and its POSE_KEYPOINT exchange, ``skeleton`` the keypoint layout
+and kinematic tree, ``augment`` bone-length scaling and clip-level box normalization, ``render``
+the OpenPose-style images, ``extract`` the frame loop over one backend (``extract_mediapipe``,
+``extract_dwpose``). Backends import their runtimes (mediapipe, onnxruntime) only when used.
+"""
