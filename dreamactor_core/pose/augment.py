@@ -19,7 +19,7 @@ from .types import PoseSequence
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 
 
-def draw_bone_factors(seed: int, low: float = 0.8, high: float = 1.2, symmetric: bool = False) -> dict[str, float]:
+def draw_bone_factors(seed: int, low: float = 0.8, high: float = 1.2, symmetric: bool = True) -> dict[str, float]:
     """One length factor per anatomical group, drawn from U(low, high) with ``seed``.
 
     Groups are drawn in the fixed order of ``skeleton.BONE_GROUPS``, so a seed always gives the

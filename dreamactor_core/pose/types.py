@@ -6,8 +6,10 @@ POSE_KEYPOINT is the de-facto type of comfyui_controlnet_aux: a list of frames, 
 triplets and missing points written 0, 0, 0. Two body layouts are read: OpenPose BODY_18
 (18 triplets, face and hands in their own lists) and COCO-WholeBody 133 (all 133 triplets in
 ``pose_keypoints_2d``). Coordinates may be normalized (0..1, what comfyui_controlnet_aux writes) or
-pixels. The six foot points, which BODY_18 has no place for, travel in an extra
-``foot_keypoints_2d`` list that other readers ignore, so a round trip loses nothing.
+pixels. Two extra keys that other readers ignore make a round trip lossless: the six foot points,
+which BODY_18 has no place for, travel in ``foot_keypoints_2d``, and each frame written here says
+its ``coordinates`` ("normalized" or "pixels"), since augmented poses may leave the canvas and so
+defeat guessing.
 """
 
 from __future__ import annotations
@@ -173,9 +175,10 @@ def _frame_canvas(frame: dict, where: str) -> tuple[int, int]:
 def from_pose_keypoint(pose_keypoint: list[dict] | dict, coordinates: Coordinates = "auto") -> PoseSequence:
     """Read a POSE_KEYPOINT (a list of frames, or one frame dict) into a ``PoseSequence``.
 
-    ``coordinates="auto"`` reads the clip as normalized when every present coordinate lies in
-    0..1 (a pose that small in pixels is not a pose), else as pixels. Every frame must share
-    the first frame's canvas size. Missing points (confidence 0) are stored as 0, 0, 0.
+    ``coordinates="auto"`` follows the frames' own ``coordinates`` key when they have one, else
+    reads the clip as normalized when every present coordinate lies in 0..1 (a pose that small in
+    pixels is not a pose) and as pixels otherwise. Every frame must share the first frame's canvas
+    size. Missing points (confidence 0) are stored as 0, 0, 0.
     """
     frames = [pose_keypoint] if isinstance(pose_keypoint, dict) else pose_keypoint
     if not isinstance(frames, (list, tuple)) or not frames:
@@ -194,6 +197,8 @@ def from_pose_keypoint(pose_keypoint: list[dict] | dict, coordinates: Coordinate
         people.append(np.stack(persons) if persons else empty_people(0))
     present = np.concatenate(people)
     present = present[present[..., 2] > 0][:, :2]
+    if coordinates == "auto" and frames[0].get("coordinates") in ("normalized", "pixels"):
+        coordinates = frames[0]["coordinates"]
     if coordinates == "auto":
         coordinates = "normalized" if present.size == 0 or (present.min() >= 0 and present.max() <= 1) else "pixels"
     if coordinates == "normalized":
@@ -246,7 +251,8 @@ def to_pose_keypoint(poses: PoseSequence, normalized: bool = True, layout: Layou
             if has_feet:
                 entry["foot_keypoints_2d"] = _flat(person[sk.FEET])
             people.append(entry)
-        result.append({"people": people, "canvas_width": poses.width, "canvas_height": poses.height})
+        result.append({"people": people, "canvas_width": poses.width, "canvas_height": poses.height,
+                       "coordinates": "normalized" if normalized else "pixels"})
     return result
 
 
