@@ -3,11 +3,11 @@
 Each module exports NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS for its own nodes.
 """
 
-from . import model_folders, prompt
+from . import model_folders, pose, prompt
 
 model_folders.register()
 
-_MODULES = (prompt,)
+_MODULES = (prompt, pose)
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -1,0 +1,177 @@
+"""Nodes: pose extraction (IMAGE -> POSE_KEYPOINT), pose augmentation (POSE_KEYPOINT -> POSE_KEYPOINT)
+and skeleton rendering (POSE_KEYPOINT -> IMAGE), the three steps of the pose-based driving signal."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from ..dreamactor_core.pose import augment, extract, render, types
+from .comfy_bridge import progress_hook
+from .model_folders import POSE_FOLDER
+from .registry import CATEGORY_ROOT
+
+CATEGORY = f"{CATEGORY_ROOT}/pose"
+LOG = logging.getLogger(__name__)
+
+
+def _pose_model_dirs() -> list[str]:
+    """The registered pose folder first, then comfyui_controlnet_aux's ckpts (its yzd-v/DWPose/ layout)."""
+    import folder_paths
+
+    dirs = list(folder_paths.get_folder_paths(POSE_FOLDER))
+    for custom_nodes in folder_paths.get_folder_paths("custom_nodes"):
+        dirs.append(os.path.join(custom_nodes, "comfyui_controlnet_aux", "ckpts"))
+    return dirs
+
+
+def _to_image(frames_uint8) -> torch.Tensor:
+    return torch.from_numpy(frames_uint8).float().div_(255.0)
+
+
+class PoseExtract:
+    DESCRIPTION = (
+        "Finds whole-body poses (body, hands, face) in every frame. Frames where nobody is found stay "
+        "as empty frames, so the pose clip has as many frames as the video. mediapipe runs anywhere "
+        "with no download (one person); dwpose finds everyone and needs yolox_l.onnx and "
+        "dw-ll_ucoco_384.onnx in models/dreamactor_pose (or comfyui_controlnet_aux's ckpts/yzd-v/DWPose)."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("POSE_KEYPOINT", "IMAGE")
+    RETURN_NAMES = ("pose_keypoint", "preview")
+    OUTPUT_TOOLTIPS = (
+        "The poses of every frame (normalized coordinates, comfyui_controlnet_aux's format).",
+        "The poses drawn as OpenPose skeletons at the frames' size, to check the extraction.",
+    )
+    FUNCTION = "extract"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The driving video frames (or one image)."}),
+                "backend": (list(extract.BACKENDS), {
+                    "default": "mediapipe",
+                    "tooltip": "mediapipe: one person, CPU, nothing to download. dwpose: every person, "
+                               "onnxruntime (GPU when available), needs the two DWPose ONNX files.",
+                }),
+                "min_confidence": ("FLOAT", {
+                    "default": 0.3, "min": 0.0, "max": 1.0, "step": 0.05,
+                    "tooltip": "Points the detector is less sure of are left out (missing, not guessed).",
+                }),
+            },
+        }
+
+    def extract(self, images: torch.Tensor, backend: str, min_confidence: float = 0.3):
+        estimator = extract.make_estimator(backend, _pose_model_dirs() if backend == "dwpose" else (),
+                                           video=len(images) > 1)
+        LOG.info("DreamActor-M2 pose extraction with %s on %d frames", estimator.description, len(images))
+        poses = extract.extract_poses(images, estimator, min_confidence, progress_hook(len(images)))
+        return types.to_pose_keypoint(poses), _to_image(render.render_poses(poses))
+
+
+class PoseAugment:
+    DESCRIPTION = (
+        "DreamActor-M2's pose augmentations, so the skeleton carries the motion but not the driving "
+        "person's body shape: random bone-length scaling per body part (the same for the whole clip) "
+        "and one bounding box for the whole clip fitted into the target panel (motion inside the clip "
+        "is kept). With a reference pose, the clip is fitted onto the reference character's pose box."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("POSE_KEYPOINT",)
+    RETURN_NAMES = ("pose_keypoint",)
+    OUTPUT_TOOLTIPS = ("The augmented poses, on a canvas of the panel size when normalizing.",)
+    FUNCTION = "augment"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "pose_keypoint": ("POSE_KEYPOINT", {"tooltip": "The driving poses (from extraction or any "
+                                                               "OpenPose-format source)."}),
+                "scale_bones": ("BOOLEAN", {"default": True, "tooltip": "Scale each body part's bone length "
+                                                                        "by a random factor."}),
+                "scale_min": ("FLOAT", {"default": 0.8, "min": 0.1, "max": 3.0, "step": 0.01,
+                                        "tooltip": "Smallest bone-length factor (the paper uses 0.8)."}),
+                "scale_max": ("FLOAT", {"default": 1.2, "min": 0.1, "max": 3.0, "step": 0.01,
+                                        "tooltip": "Largest bone-length factor (the paper uses 1.2)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF,
+                                 "tooltip": "Seed of the bone factors: the same seed gives the same body."}),
+                "symmetric": ("BOOLEAN", {"default": True, "tooltip": "Left and right limbs share a factor "
+                                                                      "(off: each side drawn apart)."}),
+                "normalize_box": ("BOOLEAN", {"default": True, "tooltip": "Fit the clip's pose box into the "
+                                                                          "panel below."}),
+                "width": ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8,
+                                  "tooltip": "Panel width: the driving half of the canvas."}),
+                "height": ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8,
+                                   "tooltip": "Panel height."}),
+                "margin": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 0.45, "step": 0.01,
+                                     "tooltip": "Free border around the box, as a fraction of the panel's "
+                                                "shorter side."}),
+            },
+            "optional": {
+                "reference_pose": ("POSE_KEYPOINT", {"tooltip": "The reference character's pose (its first "
+                                                                "frame): fit the clip onto its box instead of "
+                                                                "the whole panel."}),
+            },
+        }
+
+    def augment(self, pose_keypoint, scale_bones: bool, scale_min: float, scale_max: float, seed: int,
+                symmetric: bool, normalize_box: bool, width: int, height: int, margin: float,
+                reference_pose=None):
+        poses = types.from_pose_keypoint(pose_keypoint)
+        factors = augment.draw_bone_factors(seed, scale_min, scale_max, symmetric) if scale_bones else None
+        reference = types.from_pose_keypoint(reference_pose) if reference_pose is not None else None
+        panel = (width, height) if normalize_box or reference is not None else None
+        result = augment.augment_clip(poses, factors, panel, margin, reference)
+        return (types.to_pose_keypoint(result),)
+
+
+class PoseRender:
+    DESCRIPTION = (
+        "Draws poses as OpenPose-style skeleton images on black (standard limb colours; hands and "
+        "face optional), the driving signal of the pose-based mode. Line widths follow the resolution."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("One skeleton image per pose frame (black where nobody is).",)
+    FUNCTION = "render"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "pose_keypoint": ("POSE_KEYPOINT", {"tooltip": "The poses to draw."}),
+                "width": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8,
+                                  "tooltip": "Image width; 0 uses the poses' canvas width."}),
+                "height": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8,
+                                   "tooltip": "Image height; 0 uses the poses' canvas height."}),
+                "draw_hands": ("BOOLEAN", {"default": True, "tooltip": "Draw the hand skeletons."}),
+                "draw_face": ("BOOLEAN", {"default": True, "tooltip": "Draw the face points."}),
+                "draw_feet": ("BOOLEAN", {"default": False, "tooltip": "Draw toes and heels (when present)."}),
+                "min_confidence": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                                             "tooltip": "Leave out points below this confidence."}),
+            },
+        }
+
+    def render(self, pose_keypoint, width: int, height: int, draw_hands: bool, draw_face: bool,
+               draw_feet: bool, min_confidence: float):
+        poses = types.from_pose_keypoint(pose_keypoint)
+        images = render.render_poses(poses, width or None, height or None, draw_hands, draw_face, draw_feet,
+                                     min_confidence, progress_hook(len(poses)))
+        return (_to_image(images),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "DreamActorM2_PoseExtract": PoseExtract,
+    "DreamActorM2_PoseAugment": PoseAugment,
+    "DreamActorM2_PoseRender": PoseRender,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "DreamActorM2_PoseExtract": "DreamActor-M2 Pose Extract",
+    "DreamActorM2_PoseAugment": "DreamActor-M2 Pose Augment",
+    "DreamActorM2_PoseRender": "DreamActor-M2 Pose Render",
+}
