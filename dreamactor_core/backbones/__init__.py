@@ -1,0 +1,36 @@
+"""Backbone adapters and the registry that recognises a checkpoint's backbone from its keys.
+
+Each supported open video model is one adapter module; ``ADAPTERS`` lists them. Detection reads
+only the safetensors header (key names and shapes), so a wrong file is refused before loading.
+"""
+
+from __future__ import annotations
+
+from ..checkpoints import describe
+from ..errors import DreamActorError
+from .base import BackboneAdapter, KeyShapes
+from .hunyuan_video_15 import HunyuanVideo15
+
+ADAPTERS: dict[str, BackboneAdapter] = {adapter.name: adapter for adapter in (HunyuanVideo15(),)}
+
+
+def get_adapter(name: str) -> BackboneAdapter:
+    """The adapter registered under ``name``."""
+    try:
+        return ADAPTERS[name]
+    except KeyError:
+        raise DreamActorError(f"backbone '{name}' is not supported; supported: {', '.join(ADAPTERS)}") from None
+
+
+def detect(keys: KeyShapes, kind: str, filename: str = "checkpoint") -> BackboneAdapter:
+    """The adapter whose ``kind`` ('transformer' or 'vae') matches these keys, or a clear error."""
+    for adapter in ADAPTERS.values():
+        if adapter.is_transformer(keys) if kind == "transformer" else adapter.is_vae(keys):
+            return adapter
+    supported = ", ".join(adapter.display_name for adapter in ADAPTERS.values())
+    raise DreamActorError(
+        f"'{filename}' is {describe(keys)}, not a {kind} the pack supports ({supported} {kind})"
+    )
+
+
+__all__ = ["ADAPTERS", "BackboneAdapter", "detect", "get_adapter"]
