@@ -102,7 +102,8 @@ def render_poses(poses: PoseSequence, width: int | None = None, height: int | No
     The size defaults to the poses' canvas; another size scales x and y independently (fit the
     poses first with ``augment.normalize_to_panel`` to keep proportions).
     """
-    width, height = width or poses.width, height or poses.height
+    width = poses.width if width is None else width
+    height = poses.height if height is None else height
     if width < 1 or height < 1:
         raise DreamActorError(f"render size must be positive, got {width}x{height}")
     if not poses.frames:
