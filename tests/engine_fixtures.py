@@ -1,0 +1,20 @@
+"""Shared tiny-model inputs for the engine tests (imported by the test modules' fixtures)."""
+
+from __future__ import annotations
+
+import torch
+
+from dreamactor_core.tiny_models import TINY_CANVAS
+
+
+def canvas_mask(latent: torch.Tensor) -> torch.Tensor:
+    """The DreamActor canvas mask packed per latent frame: reference half on frame 0, motion half always."""
+    mask = torch.zeros(latent.shape[0], 1, *latent.shape[2:])
+    mask[:, :, 0, :, : latent.shape[-1] // 2] = 1
+    mask[:, :, :, :, latent.shape[-1] // 2:] = 1
+    return mask
+
+
+def canvas_frames(seed: int = 0) -> torch.Tensor:
+    frames, height, width = TINY_CANVAS
+    return torch.rand(frames, height, width, 3, generator=torch.Generator().manual_seed(seed))

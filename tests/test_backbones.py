@@ -1,0 +1,98 @@
+"""Backbone adapters: loading every checkpoint layout, detection, conversion tables, bad files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from dreamactor_core.backbones import detect, get_adapter
+from dreamactor_core.backbones.hunyuan_video_15 import rope_axes_for
+from dreamactor_core.checkpoints import read_header
+from dreamactor_core.errors import DreamActorError, MissingModelFile
+from dreamactor_core.model_loading import load_transformer, load_vae
+from dreamactor_core.tiny_models import TINY_TRANSFORMER_CONFIGS, build_tiny_transformer, tiny_text_conditioning, write_tiny_models
+
+ADAPTER = get_adapter("hunyuan_video_15")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def _forward(model) -> torch.Tensor:
+    hidden = torch.randn(1, 65, 3, 4, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        return model.adapter.predict_velocity(model.transformer, hidden, torch.tensor([700.0]), tiny_text_conditioning())
+
+
+def test_folder_original_and_comfy_files_give_identical_outputs(tiny):
+    outputs = [_forward(load_transformer(tiny[key])) for key in ("transformer_folder", "transformer", "transformer_comfy")]
+    assert outputs[0].shape == (1, 32, 3, 4, 8) and torch.isfinite(outputs[0]).all()
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
+
+
+def test_vae_folder_and_single_file_hold_identical_weights(tiny):
+    folder, single = load_vae(tiny["vae_folder"]).vae.state_dict(), load_vae(tiny["vae"]).vae.state_dict()
+    assert folder.keys() == single.keys() and all(torch.equal(folder[k], single[k]) for k in folder)
+
+
+def test_single_file_config_is_read_from_shapes(tiny):
+    config = load_transformer(tiny["transformer"]).transformer.config
+    for key, value in TINY_TRANSFORMER_CONFIGS["hunyuan_video_15"].items():
+        assert tuple(config[key]) == tuple(value) if isinstance(value, tuple) else config[key] == value
+
+
+def test_original_names_round_trip():
+    state = build_tiny_transformer().state_dict()
+    original = ADAPTER.to_original_names(state)
+    assert "double_blocks.0.img_mlp.fc1.weight" in original and "txt_in.individual_token_refiner.blocks.0.self_attn_qkv.weight" in original
+    back, _ = ADAPTER.transformer_to_diffusers(ADAPTER.to_comfy_names(original))
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_rope_split_matches_shipped_and_tiny_configs():
+    assert rope_axes_for(128) == [16, 56, 56]
+    assert rope_axes_for(16) == [4, 6, 6]
+
+
+def test_visual_ffn_modules_are_the_image_stream_only():
+    names = ADAPTER.visual_ffn_modules(build_tiny_transformer())
+    assert len(names) == 2 * TINY_TRANSFORMER_CONFIGS["hunyuan_video_15"]["num_layers"]
+    assert all(".ff.net." in name and "ff_context" not in name for name in names)
+    assert ADAPTER.foreign_module_names("transformer_blocks.1.ff.net.2") == {
+        "original": "double_blocks.1.img_mlp.fc2", "comfy": "double_blocks.1.img_mlp.2"}
+
+
+def test_detect_names_the_wrong_kind_of_file(tiny, tmp_path):
+    with pytest.raises(DreamActorError, match="HunyuanVideo 1.5 VAE"):
+        load_transformer(tiny["vae"])
+    with pytest.raises(DreamActorError, match="a LoRA"):
+        load_transformer(tiny["lora_kohya"])
+    wan = tmp_path / "wan.safetensors"
+    save_file({"patch_embedding.weight": torch.zeros(4, 36, 1, 2, 2), "head.modulation": torch.zeros(1, 2, 4)}, str(wan))
+    with pytest.raises(DreamActorError, match="a Wan transformer"):
+        load_transformer(wan)
+    with pytest.raises(DreamActorError, match="HunyuanVideo 1.5 transformer"):
+        load_vae(tiny["transformer"])
+    keys, _ = read_header(tiny["transformer_comfy"])
+    assert detect(keys, "transformer") is ADAPTER
+
+
+def test_truncated_and_non_safetensors_files_are_clear_errors(tiny, tmp_path):
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(tiny["transformer"].read_bytes()[:100_000])
+    with pytest.raises(DreamActorError, match="truncated"):
+        load_transformer(truncated)
+    tiny_file = tmp_path / "empty.safetensors"
+    tiny_file.write_bytes(b"abc")
+    with pytest.raises(DreamActorError, match="truncated or empty"):
+        load_transformer(tiny_file)
+    pickle = tmp_path / "model.ckpt"
+    pickle.write_bytes(b"\x80\x04")
+    with pytest.raises(DreamActorError, match="no pickle"):
+        load_transformer(pickle)
+    with pytest.raises(MissingModelFile) as missing:
+        load_transformer(tmp_path / "absent.safetensors")
+    assert missing.value.folder == "diffusion_models"
