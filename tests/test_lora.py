@@ -1,0 +1,126 @@
+"""LoRA: layouts, strength, stacking, exact FFN-only deltas, bit-exact unload, foreign LoRAs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from dreamactor_core import lora, sampling
+from dreamactor_core.errors import DreamActorError
+from dreamactor_core.model_loading import load_transformer
+from dreamactor_core.tiny_models import ffn_lora_state_dict, tiny_text_conditioning, write_tiny_models
+from engine_fixtures import canvas_mask
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def model(tiny):
+    return load_transformer(tiny["transformer"])
+
+
+def _sample(model) -> torch.Tensor:
+    condition = torch.randn(1, 32, 3, 4, 8, generator=torch.Generator().manual_seed(1))
+    return sampling.sample(model, tiny_text_conditioning(), condition, canvas_mask(condition), steps=2, cfg=1.0)
+
+
+def _deltas(model) -> dict[str, torch.Tensor]:
+    """What every linear layer adds over its own weights during one forward (0 for untouched layers)."""
+    deltas, handles = {}, []
+    hidden = torch.randn(1, 65, 3, 4, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), lora.lora_patches(model):  # recorders run after the LoRA hooks
+        for name, module in model.transformer.named_modules():
+            if isinstance(module, torch.nn.Linear):
+                def record(mod, inputs, output, name=name):
+                    deltas[name] = output - torch.nn.functional.linear(inputs[0], mod.weight, mod.bias)
+                handles.append(module.register_forward_hook(record))
+        try:
+            model.adapter.predict_velocity(model.transformer, hidden, torch.tensor([600.0]), tiny_text_conditioning())
+        finally:
+            for handle in handles:
+                handle.remove()
+    return deltas
+
+
+def test_three_layouts_match_the_same_layers_with_the_same_scale(tiny, model):
+    loaded = [lora.load_lora(tiny[key], model) for key in ("lora", "lora_kohya", "lora_comfy")]
+    reference = loaded[0].layers
+    assert set(reference) == set(model.adapter.visual_ffn_modules(model.transformer))
+    for other in loaded[1:]:
+        assert other.unmatched == [] and set(other.layers) == set(reference)
+        for name, layer in other.layers.items():
+            assert torch.allclose(layer.up * layer.scale, reference[name].up * reference[name].scale)
+
+
+def test_a_known_delta_changes_exactly_the_visual_ffn_layers(tiny, model):
+    weights = lora.load_lora(tiny["lora_kohya"], model)
+    deltas = _deltas(model.with_lora(weights, 1.0))
+    changed = {name for name, delta in deltas.items() if delta.abs().max() > 1e-6}
+    assert changed == set(model.adapter.visual_ffn_modules(model.transformer))
+
+
+def test_strength_scales_the_delta_linearly_and_stacks(tiny, model):
+    weights = lora.load_lora(tiny["lora"], model)
+    name = next(iter(weights.layers))
+    one = _deltas(model.with_lora(weights, 1.0))[name]
+    assert torch.allclose(_deltas(model.with_lora(weights, -1.0))[name], -one, atol=1e-6)
+    assert torch.allclose(_deltas(model.with_lora(weights, 2.5))[name], 2.5 * one, atol=1e-5)
+    assert torch.allclose(_deltas(model.with_lora(weights, 1.0).with_lora(weights, 1.5))[name], 2.5 * one, atol=1e-5)
+
+
+def test_strength_zero_equals_base_and_unload_is_bit_exact(tiny, model):
+    before = {k: v.clone() for k, v in model.transformer.state_dict().items()}
+    base = _sample(model)
+    weights = lora.load_lora(tiny["lora_comfy"], model)
+    assert torch.equal(_sample(model.with_lora(weights, 0.0)), base)
+    assert not torch.allclose(_sample(model.with_lora(weights, 1.0)), base)
+    assert all(torch.equal(v, before[k]) for k, v in model.transformer.state_dict().items())
+    assert all(not m._forward_hooks for m in model.transformer.modules())
+    assert torch.equal(_sample(model), base)
+
+
+def test_an_error_inside_sampling_leaves_the_model_unpatched(tiny, model):
+    patched = model.with_lora(lora.load_lora(tiny["lora"], model), 1.0)
+    condition = torch.zeros(1, 32, 3, 4, 8)
+
+    def fail(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sampling.sample(patched, tiny_text_conditioning(), condition, canvas_mask(condition), steps=2, cfg=1.0, progress=fail)
+    assert all(not m._forward_hooks for m in model.transformer.modules())
+
+
+def test_unmatched_keys_are_reported_and_metadata_alpha_is_used(model, tmp_path):
+    state = ffn_lora_state_dict(model.transformer, layout="diffusers", rank=4)
+    state["transformer.transformer_blocks.0.attn.norm_q.lora_A.weight"] = torch.zeros(4, 16)
+    state["transformer.transformer_blocks.0.attn.norm_q.lora_B.weight"] = torch.zeros(16, 4)
+    path = tmp_path / "peft.safetensors"
+    save_file(state, str(path), metadata={"lora_adapter_metadata": json.dumps({"r": 4, "lora_alpha": 8})})
+    weights = lora.load_lora(path, model)
+    assert weights.unmatched == ["transformer.transformer_blocks.0.attn.norm_q"]
+    assert all(layer.scale == 2.0 for layer in weights.layers.values())
+    assert "1 unmatched" in weights.report()
+
+
+def test_a_lora_for_another_model_is_a_clear_error(model, tmp_path):
+    wan = tmp_path / "wan_lora.safetensors"
+    save_file({"diffusion_model.blocks.0.ffn.0.lora_down.weight": torch.zeros(4, 32),
+               "diffusion_model.blocks.0.ffn.0.lora_up.weight": torch.zeros(64, 4)}, str(wan))
+    with pytest.raises(DreamActorError, match="matches none"):
+        lora.load_lora(wan, model)
+    bigger = tmp_path / "bigger.safetensors"
+    save_file({"lora_unet_double_blocks_0_img_mlp_fc1.lora_down.weight": torch.zeros(4, 3072),
+               "lora_unet_double_blocks_0_img_mlp_fc1.lora_up.weight": torch.zeros(12288, 4)}, str(bigger))
+    with pytest.raises(DreamActorError, match="different model size"):
+        lora.load_lora(bigger, model)
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(wan.read_bytes()[:-10])
+    with pytest.raises(DreamActorError, match="truncated"):
+        lora.load_lora(truncated, model)
