@@ -1,0 +1,81 @@
+"""Node: the DreamActor sampler (model, text conditioning, canvas latent, canvas mask -> LATENT)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..dreamactor_core.sampling import SOLVERS, sample
+from .comfy_bridge import progress_hook
+from .model import MODEL_TYPE
+from .registry import CATEGORY_ROOT
+
+CONDITIONING_TYPE = "DREAMACTOR_CONDITIONING"
+
+
+def packed_mask(model, mask: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """The pixel canvas MASK [T, H, 2W] packed to the latent grid in the backbone's layout."""
+    from ..dreamactor_core.masks import pack_latent_mask
+
+    adapter = model.adapter
+    packed = pack_latent_mask(mask, adapter.spatial_compression, adapter.temporal_compression, adapter.mask_layout)
+    return packed.unsqueeze(0).expand(latent.shape[0], *packed.shape)
+
+
+class Sampler:
+    DESCRIPTION = (
+        "Generates the DreamActor canvas with flow matching: the transformer sees the noise latent, the "
+        "canvas latent and the canvas mask, guided by the target-oriented prompt. Same seed, same video "
+        "(noise is drawn on the CPU). Decode the result and crop the generated half."
+    )
+    CATEGORY = f"{CATEGORY_ROOT}/sampling"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("samples",)
+    OUTPUT_TOOLTIPS = ("The generated canvas latent, for DreamActor-M2 Decode Latent.",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "model": (MODEL_TYPE, {"tooltip": "The transformer (with any LoRAs)."}),
+                "positive": (CONDITIONING_TYPE, {"tooltip": "The encoded target-oriented prompt."}),
+                "canvas_latent": ("LATENT", {"tooltip": "The canvas from DreamActor-M2 Encode Canvas."}),
+                "mask": ("MASK", {"tooltip": "The canvas mask [frames, height, 2 x width] built with the canvas."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                                 "tooltip": "Noise seed; the same seed gives the same video."}),
+                "steps": ("INT", {"default": 30, "min": 1, "max": 200, "tooltip": "Denoising steps."}),
+                "cfg": ("FLOAT", {"default": 6.0, "min": 1.0, "max": 20.0, "step": 0.1,
+                                  "tooltip": "Text guidance scale; 1 turns guidance off (and needs no negative)."}),
+                "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1,
+                                    "tooltip": "Timestep shift: higher spends more steps at high noise "
+                                               "(5 for 480p, 7 for 720p HunyuanVideo 1.5)."}),
+                "solver": (list(SOLVERS), {"default": "euler", "tooltip": "euler: one forward a step; heun: "
+                                           "two, more accurate; dpmpp_2m: second order at one forward a step."}),
+                "denoise": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
+                                      "tooltip": "Below 1 refines the optional 'latent' input instead of pure noise."}),
+            },
+            "optional": {
+                "negative": (CONDITIONING_TYPE, {"tooltip": "The encoded negative prompt, needed when cfg > 1."}),
+                "latent": ("LATENT", {"tooltip": "A latent to refine when denoise < 1."}),
+                "window_frames": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Latent frames per "
+                                          "temporal window for long videos (each window also sees the reference "
+                                          "frame); 0 samples all frames at once."}),
+                "window_overlap": ("INT", {"default": 2, "min": 0, "max": 32,
+                                           "tooltip": "Latent frames shared by neighbouring windows, blended."}),
+            },
+        }
+
+    def run(self, model, positive, canvas_latent, mask, seed, steps, cfg, shift, solver, denoise,
+            negative=None, latent=None, window_frames=0, window_overlap=2) -> tuple:
+        condition = canvas_latent["samples"]
+        result = sample(
+            model, positive, condition, packed_mask(model, mask, condition), negative=negative, seed=seed,
+            steps=steps, cfg=cfg, shift=shift, solver=solver, denoise=denoise,
+            init_latent=None if latent is None else latent["samples"], window_frames=window_frames,
+            window_overlap=window_overlap, progress=progress_hook(steps),
+        )
+        return ({"samples": result.cpu()},)
+
+
+NODE_CLASS_MAPPINGS = {"DreamActorM2_Sampler": Sampler}
+NODE_DISPLAY_NAME_MAPPINGS = {"DreamActorM2_Sampler": "DreamActor-M2 Sampler"}
