@@ -18,7 +18,8 @@ LOG = logging.getLogger(__name__)
 
 
 def _pose_model_dirs() -> list[str]:
-    """The registered pose folder first, then comfyui_controlnet_aux's ckpts (its yzd-v/DWPose/ layout)."""
+    """The registered pose folder first, then comfyui_controlnet_aux's ckpts (searched in its
+    yzd-v/DWPose/ and lllyasviel/Annotators/ layouts)."""
     import folder_paths
 
     dirs = list(folder_paths.get_folder_paths(POSE_FOLDER))
@@ -36,7 +37,9 @@ class PoseExtract:
         "Finds whole-body poses (body, hands, face) in every frame. Frames where nobody is found stay "
         "as empty frames, so the pose clip has as many frames as the video. mediapipe runs anywhere "
         "with no download (one person); dwpose finds everyone and needs yolox_l.onnx and "
-        "dw-ll_ucoco_384.onnx in models/dreamactor_pose (or comfyui_controlnet_aux's ckpts/yzd-v/DWPose)."
+        "dw-ll_ucoco_384.onnx in models/dreamactor_pose (or comfyui_controlnet_aux's ckpts/yzd-v/DWPose); "
+        "openpose finds everyone with controlnet-aux and body_pose_model.pth, hand_pose_model.pth and "
+        "facenet.pth (models/dreamactor_pose or ckpts/lllyasviel/Annotators)."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("POSE_KEYPOINT", "IMAGE")
@@ -55,7 +58,9 @@ class PoseExtract:
                 "backend": (list(extract.BACKENDS), {
                     "default": "mediapipe",
                     "tooltip": "mediapipe: one person, CPU, nothing to download. dwpose: every person, "
-                               "onnxruntime (GPU when available), needs the two DWPose ONNX files.",
+                               "onnxruntime (GPU when available), needs the two DWPose ONNX files. "
+                               "openpose: every person, controlnet-aux (slower), needs the three "
+                               "lllyasviel/Annotators OpenPose files.",
                 }),
                 "min_confidence": ("FLOAT", {
                     "default": 0.3, "min": 0.0, "max": 1.0, "step": 0.05,
@@ -65,7 +70,7 @@ class PoseExtract:
         }
 
     def extract(self, images: torch.Tensor, backend: str, min_confidence: float = 0.3):
-        estimator = extract.make_estimator(backend, _pose_model_dirs() if backend == "dwpose" else (),
+        estimator = extract.make_estimator(backend, _pose_model_dirs() if backend != "mediapipe" else (),
                                            video=len(images) > 1)
         LOG.info("DreamActor-M2 pose extraction with %s on %d frames", estimator.description, len(images))
         poses = extract.extract_poses(images, estimator, min_confidence, progress_hook(len(images)))

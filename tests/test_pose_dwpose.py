@@ -16,8 +16,9 @@ from dreamactor_core.errors import MissingModelFile
 from dreamactor_core.pose import skeleton as sk
 from dreamactor_core.pose.extract import extract_poses
 from dreamactor_core.pose.extract_dwpose import (
-    DETECTOR_FILE, POSE_FILE, DWPose, crop_transform, decode_people, find_model_file, letterbox,
+    DETECTOR_FILE, POSE_FILE, DWPose, crop_transform, decode_people, letterbox,
 )
+from dreamactor_core.pose.model_files import DWPOSE_LAYOUT, find_model_file
 
 ANCHORS = 80 * 80 + 40 * 40 + 20 * 20
 IMAGE_WIDTH, IMAGE_HEIGHT = 1280, 960  # letterbox ratio 0.5
@@ -121,7 +122,7 @@ def test_files_are_found_in_the_controlnet_aux_layout(dwpose_dir, tmp_path):
     layout = tmp_path / "ckpts" / "yzd-v" / "DWPose"
     layout.mkdir(parents=True)
     (layout / POSE_FILE).write_bytes((dwpose_dir / POSE_FILE).read_bytes())
-    found = find_model_file(POSE_FILE, [tmp_path / "empty", tmp_path / "ckpts"])
+    found = find_model_file(POSE_FILE, [tmp_path / "empty", tmp_path / "ckpts"], DWPOSE_LAYOUT)
     assert found == layout / POSE_FILE
 
 

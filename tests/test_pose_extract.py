@@ -98,7 +98,7 @@ def test_clean_people_drops_unsure_and_off_frame_points_and_empty_people():
 
 
 def test_unknown_backend_is_a_clear_error():
-    with pytest.raises(DreamActorError, match="pose backend must be one of mediapipe, dwpose"):
+    with pytest.raises(DreamActorError, match="pose backend must be one of mediapipe, dwpose, openpose"):
         make_estimator("openpifpaf")
 
 
@@ -106,6 +106,7 @@ def test_pose_modules_import_no_runtime_until_a_backend_is_used():
     code = ("import sys\n"
             "import dreamactor_core.pose.types, dreamactor_core.pose.augment, dreamactor_core.pose.render\n"
             "import dreamactor_core.pose.extract, dreamactor_core.pose.extract_mediapipe, dreamactor_core.pose.extract_dwpose\n"
+            "import dreamactor_core.pose.extract_openpose\n"
             "heavy = [m for m in ('mediapipe', 'onnxruntime', 'controlnet_aux', 'comfy', 'folder_paths') if m in sys.modules]\n"
             "print(','.join(heavy))\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

@@ -17,8 +17,8 @@ from ..errors import DreamActorError
 from ..progress import ProgressHook, report
 from .types import PoseSequence
 
-Backend = Literal["mediapipe", "dwpose"]
-BACKENDS: tuple[str, ...] = ("mediapipe", "dwpose")
+Backend = Literal["mediapipe", "dwpose", "openpose"]
+BACKENDS: tuple[str, ...] = ("mediapipe", "dwpose", "openpose")
 
 
 class PoseEstimator(Protocol):
@@ -103,4 +103,8 @@ def make_estimator(backend: Backend, model_dirs: Iterable[str] = (), video: bool
         from .extract_dwpose import DWPose
 
         return DWPose.from_dirs(model_dirs)
+    if backend == "openpose":
+        from .extract_openpose import OpenPose
+
+        return OpenPose.from_dirs(model_dirs)
     raise DreamActorError(f"pose backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

@@ -17,14 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import MissingModelFile
 from . import skeleton as sk
+from .model_files import DWPOSE_LAYOUT, find_model_file
 from .types import from_coco_wholebody
 
 DETECTOR_FILE = "yolox_l.onnx"
 POSE_FILE = "dw-ll_ucoco_384.onnx"
-POSE_FOLDER = "dreamactor_pose"
-CONTROLNET_AUX_LAYOUT = Path("yzd-v") / "DWPose"  # where comfyui_controlnet_aux keeps them under ckpts/
 
 DETECTOR_SIZE = (640, 640)  # height, width
 YOLOX_STRIDES = (8, 16, 32)
@@ -37,18 +35,6 @@ CROP_PADDING = 1.25
 SIMCC_SPLIT = 2.0
 PIXEL_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 PIXEL_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
-
-
-def find_model_file(filename: str, search_dirs: Iterable[str | Path]) -> Path:
-    """``filename`` in the first search dir that has it, directly or under ``yzd-v/DWPose/``."""
-    dirs = [Path(d) for d in search_dirs]
-    for directory in dirs:
-        for candidate in (directory / filename, directory / CONTROLNET_AUX_LAYOUT / filename):
-            if candidate.is_file():
-                return candidate
-    searched = ", ".join(str(d) for d in dirs) or "no folder"
-    raise MissingModelFile(filename, POSE_FOLDER, hint=f"comfyui_controlnet_aux's ckpts/yzd-v/DWPose/ layout "
-                                                       f"is accepted too. Searched: {searched}")
 
 
 # --- detector ----------------------------------------------------------------------------------------
@@ -144,9 +130,9 @@ class DWPose:
 
     @classmethod
     def from_dirs(cls, search_dirs: Iterable[str | Path]) -> "DWPose":
-        """Load both files from the first folders that have them (see ``find_model_file``)."""
+        """Load both files from the first folders that have them (see ``model_files``)."""
         dirs = list(search_dirs)
-        return cls(find_model_file(DETECTOR_FILE, dirs), find_model_file(POSE_FILE, dirs))
+        return cls(find_model_file(DETECTOR_FILE, dirs, DWPOSE_LAYOUT), find_model_file(POSE_FILE, dirs, DWPOSE_LAYOUT))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         batch, ratio = letterbox(image)
