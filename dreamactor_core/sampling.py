@@ -159,26 +159,37 @@ def sample(
     condition = condition.to(device, dtype)
     mask = mask.to(device, dtype)
     guided = cfg != 1.0
-    texts = [conditioning_kwargs(positive)] + ([conditioning_kwargs(negative)] if guided else [])
+    batch = condition.shape[0]
+    texts = [adapter.prepare_conditioning(transformer, conditioning_kwargs(c), batch, device, dtype)
+             for c in ([positive, negative] if guided else [positive])]
     windows = temporal_windows(condition.shape[2], window_frames, window_overlap)
-    weights = [w.to(device).view(1, 1, -1, 1, 1) for w in _window_weights(windows, condition.shape[2])]
+    weights = _window_weights(windows, condition.shape[2])
+    # Per window: frame indices, blend weight, and the fixed condition and mask slices (cut once).
+    parts = [
+        (index, weight.to(device).view(1, 1, -1, 1, 1), condition[:, :, index], mask[:, :, index])
+        for index, weight in ((torch.tensor(w, device=device), wt) for w, wt in zip(windows, weights))
+    ]
     heun_extra = steps - 1 if solver == "heun" else 0  # Heun's last step (to s = 0) is an Euler step
     total = len(texts) * len(windows) * (steps + heun_extra)
     done = 0
 
-    def velocity(latent: torch.Tensor, sigma: float) -> torch.Tensor:
+    def guided_velocity(model_input: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         nonlocal done
-        timestep = torch.full((latent.shape[0],), sigma * 1000.0, device=device)
+        predictions = []
+        for text in texts:
+            predictions.append(adapter.predict_velocity(transformer, model_input, timestep, text).float())
+            done += 1
+            report(progress, done, total)
+        return predictions[0] if not guided else predictions[1] + cfg * (predictions[0] - predictions[1])
+
+    def velocity(latent: torch.Tensor, sigma: float) -> torch.Tensor:
+        timestep = torch.full((batch,), sigma * 1000.0, device=device, dtype=dtype)
+        if len(parts) == 1:
+            return guided_velocity(adapter.pack_input(latent.to(dtype), condition, mask), timestep)
         blended = torch.zeros_like(latent)
-        for window, weight in zip(windows, weights):
-            model_input = adapter.pack_input(latent[:, :, window].to(dtype), condition[:, :, window], mask[:, :, window])
-            predictions = []
-            for text in texts:
-                predictions.append(adapter.predict_velocity(transformer, model_input, timestep, text).float())
-                done += 1
-                report(progress, done, total)
-            v = predictions[0] if not guided else predictions[1] + cfg * (predictions[0] - predictions[1])
-            blended[:, :, window] += weight * v
+        for index, weight, window_condition, window_mask in parts:
+            window_input = adapter.pack_input(latent[:, :, index].to(dtype), window_condition, window_mask)
+            blended.index_add_(2, index, weight * guided_velocity(window_input, timestep))
         return blended
 
     with torch.inference_mode(), lora_patches(model):
@@ -186,17 +197,17 @@ def sample(
         previous_h: float | None = None
         for step, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
             v = velocity(x, s)
-            x0 = x - s * v
+            if on_step is not None:
+                on_step(step, x - s * v)
             if solver == "euler" or (solver == "heun" and s_next == 0.0):
                 x = x + (s_next - s) * v
             elif solver == "heun":
                 x_euler = x + (s_next - s) * v
                 x = x + (s_next - s) * 0.5 * (v + velocity(x_euler, s_next))
             else:
+                x0 = x - s * v
                 x, previous_h = _dpmpp_2m_step(x, x0, previous_x0, previous_h, s, s_next)
                 previous_x0 = x0
-            if on_step is not None:
-                on_step(step, x0)
     return x
 
 

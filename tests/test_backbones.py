@@ -24,7 +24,8 @@ def tiny(tmp_path_factory):
 def _forward(model) -> torch.Tensor:
     hidden = torch.randn(1, 65, 3, 4, 8, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        return model.adapter.predict_velocity(model.transformer, hidden, torch.tensor([700.0]), tiny_text_conditioning())
+        return model.adapter.predict_velocity(model.transformer, hidden, torch.tensor([700.0]), model.adapter.prepare_conditioning(
+            model.transformer, tiny_text_conditioning(), 1, torch.device("cpu"), torch.float32))
 
 
 def test_folder_original_and_comfy_files_give_identical_outputs(tiny):

@@ -41,7 +41,8 @@ def _deltas(model) -> dict[str, torch.Tensor]:
                     deltas[name] = output - torch.nn.functional.linear(inputs[0], mod.weight, mod.bias)
                 handles.append(module.register_forward_hook(record))
         try:
-            model.adapter.predict_velocity(model.transformer, hidden, torch.tensor([600.0]), tiny_text_conditioning())
+            model.adapter.predict_velocity(model.transformer, hidden, torch.tensor([600.0]), model.adapter.prepare_conditioning(
+            model.transformer, tiny_text_conditioning(), 1, torch.device("cpu"), torch.float32))
         finally:
             for handle in handles:
                 handle.remove()

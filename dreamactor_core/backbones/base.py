@@ -108,6 +108,13 @@ class BackboneAdapter(ABC):
         """Concatenate [B,C,T,H,W] noise latent, canvas latent and packed mask in the model's order."""
 
     @abstractmethod
+    def prepare_conditioning(
+        self, transformer: torch.nn.Module, conditioning: Mapping[str, torch.Tensor], batch: int,
+        device: torch.device, dtype: torch.dtype,
+    ) -> dict[str, torch.Tensor]:
+        """Text/image conditioning -> the forward's kwargs on the device, batch-expanded, defaults
+        filled in. Done once per sampling run so the per-step call adds no work of its own."""
+
     def predict_velocity(
         self,
         transformer: torch.nn.Module,
@@ -115,7 +122,9 @@ class BackboneAdapter(ABC):
         timestep: torch.Tensor,
         conditioning: Mapping[str, torch.Tensor],
     ) -> torch.Tensor:
-        """One transformer forward: the flow-matching velocity for ``model_input`` at ``timestep``."""
+        """One transformer forward: the flow-matching velocity for ``model_input`` at ``timestep``
+        (``conditioning`` from ``prepare_conditioning``)."""
+        return transformer(hidden_states=model_input, timestep=timestep, return_dict=False, **conditioning)[0]
 
     # ----- latent space -----
     @abstractmethod

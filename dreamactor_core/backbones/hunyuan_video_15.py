@@ -14,7 +14,7 @@ checkpoint's shapes, not from hard-coded full-size dimensions).
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -249,29 +249,19 @@ class HunyuanVideo15(BackboneAdapter):
     def pack_input(self, noisy, condition, mask):
         return torch.cat([noisy, condition, mask], dim=1)
 
-    def predict_velocity(self, transformer, model_input, timestep, conditioning):
-        batch = model_input.shape[0]
+    def prepare_conditioning(self, transformer, conditioning, batch, device, dtype):
         kwargs = {
-            key: (value.expand(batch, *value.shape[1:]) if value.shape[0] == 1 else value).to(model_input.device)
+            key: value.to(device=device, dtype=dtype if value.is_floating_point() and "mask" not in key else value.dtype)
             for key, value in conditioning.items()
         }
-        kwargs = {
-            key: value.to(model_input.dtype) if value.is_floating_point() and "mask" not in key else value
-            for key, value in kwargs.items()
-        }
+        kwargs = {key: value.expand(batch, *value.shape[1:]) if value.shape[0] == 1 else value
+                  for key, value in kwargs.items()}
         config = transformer.config
-        kwargs.setdefault(
-            "encoder_hidden_states_2",
-            torch.zeros(batch, 1, config.text_embed_2_dim, device=model_input.device, dtype=model_input.dtype),
-        )
-        kwargs.setdefault("encoder_attention_mask_2", torch.zeros(batch, 1, device=model_input.device))
-        kwargs.setdefault(
-            "image_embeds",
-            torch.zeros(batch, 1, config.image_embed_dim, device=model_input.device, dtype=model_input.dtype),
-        )
-        return transformer(
-            hidden_states=model_input, timestep=timestep.to(model_input.dtype), return_dict=False, **kwargs
-        )[0]
+        # No ByT5 glyph text and no image embedding: empty and masked (the canvas carries the image).
+        kwargs.setdefault("encoder_hidden_states_2", torch.zeros(batch, 1, config.text_embed_2_dim, device=device, dtype=dtype))
+        kwargs.setdefault("encoder_attention_mask_2", torch.zeros(batch, 1, device=device))
+        kwargs.setdefault("image_embeds", torch.zeros(batch, 1, config.image_embed_dim, device=device, dtype=dtype))
+        return kwargs
 
     def normalize_latent(self, vae, latent):
         return latent * vae.config.scaling_factor
