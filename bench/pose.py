@@ -91,15 +91,15 @@ def main() -> None:
     frames = len(long_clip)
     factors = augment.draw_bone_factors(0)
     augment_cold, augment_s, augmented = timed_twice(augment.augment_clip, long_clip, factors, (SIZE, SIZE))
-    render_cold, render_s, images = timed_twice(render.render_poses, augmented)
-    _, image_s, _ = timed_twice(lambda: torch.from_numpy(images).float().div_(255.0))
+    render_cold, render_s, _ = timed_twice(render.draw_poses, augmented)
+    _, image_s, _ = timed_twice(render.render_poses, augmented)
     reference_s = controlnet_aux_render(augmented)
     rows += [
         (f"augment (bone scaling + box normalization), {frames} frames", frames / augment_s),
         (f"render {SIZE}x{SIZE} body+hands+face (ours, OpenCV)", frames / render_s),
         ("augment + render (target >= 500)", frames / (augment_s + render_s)),
         ("augment + render, first run (fresh memory)", frames / (augment_cold + render_cold)),
-        ("augment + render + IMAGE float tensor (what the node returns)", frames / (augment_s + render_s + image_s)),
+        ("augment + render as IMAGE float tensor (what the node returns)", frames / (augment_s + image_s)),
         (f"render {SIZE}x{SIZE} with controlnet_aux draw_* (same poses)", frames / reference_s),
     ]
     people = sum(len(frame) for frame in poses.frames)

@@ -28,10 +28,6 @@ def _pose_model_dirs() -> list[str]:
     return dirs
 
 
-def _to_image(frames_uint8) -> torch.Tensor:
-    return torch.from_numpy(frames_uint8).float().div_(255.0)
-
-
 class PoseExtract:
     DESCRIPTION = (
         "Finds whole-body poses (body, hands, face) in every frame. Frames where nobody is found stay "
@@ -74,7 +70,7 @@ class PoseExtract:
                                            video=len(images) > 1)
         LOG.info("DreamActor-M2 pose extraction with %s on %d frames", estimator.description, len(images))
         poses = extract.extract_poses(images, estimator, min_confidence, progress_hook(len(images)))
-        return types.to_pose_keypoint(poses), _to_image(render.render_poses(poses))
+        return types.to_pose_keypoint(poses), render.render_poses(poses)
 
 
 class PoseAugment:
@@ -165,9 +161,8 @@ class PoseRender:
     def render(self, pose_keypoint, width: int, height: int, draw_hands: bool, draw_face: bool,
                draw_feet: bool, min_confidence: float):
         poses = types.from_pose_keypoint(pose_keypoint)
-        images = render.render_poses(poses, width or None, height or None, draw_hands, draw_face, draw_feet,
-                                     min_confidence, progress_hook(len(poses)))
-        return (_to_image(images),)
+        return (render.render_poses(poses, width or None, height or None, draw_hands, draw_face, draw_feet,
+                                    min_confidence, progress_hook(len(poses))),)
 
 
 NODE_CLASS_MAPPINGS = {

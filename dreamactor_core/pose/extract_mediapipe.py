@@ -35,9 +35,8 @@ FACE_MESH_TO_IBUG70 = (
 
 def _landmarks(result_landmarks: object, width: int, height: int, with_visibility: bool) -> np.ndarray:
     """MediaPipe normalized landmarks as ``[N, 3]`` pixel x, y, confidence."""
-    values = np.array([(lm.x * width, lm.y * height, lm.visibility if with_visibility else 1.0)
-                       for lm in result_landmarks.landmark])
-    return values
+    return np.array([(lm.x * width, lm.y * height, lm.visibility if with_visibility else 1.0)
+                     for lm in result_landmarks.landmark])
 
 
 class MediaPipeHolistic:
@@ -63,10 +62,7 @@ class MediaPipeHolistic:
         person[sk.JOINT["neck"]] = (*shoulders[:, :2].mean(axis=0), shoulders[:, 2].min())
         if result.face_landmarks is not None:
             face = _landmarks(result.face_landmarks, width, height, with_visibility=False)
-            if len(face) > max(FACE_MESH_TO_IBUG70):
-                person[sk.FACE] = face[list(FACE_MESH_TO_IBUG70)]
-            else:  # a mesh without irises: no pupils
-                person[sk.FACE.start:sk.FACE.start + 68] = face[list(FACE_MESH_TO_IBUG70[:68])]
+            person[sk.FACE] = face[list(FACE_MESH_TO_IBUG70)]  # the refined mesh has the irises
         for landmarks, part in ((result.left_hand_landmarks, sk.LEFT_HAND),
                                 (result.right_hand_landmarks, sk.RIGHT_HAND)):
             if landmarks is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from ..errors import DreamActorError
 from ..progress import ProgressHook, report
@@ -23,15 +24,42 @@ from .types import PoseSequence
 
 REFERENCE_SIDE = 512  # the resolution OpenPose's standard widths were chosen for
 LIMB_BRIGHTNESS = 0.6
-HAND_EDGE_COLORS = tuple(
-    tuple(int(round(255 * channel)) for channel in colorsys.hsv_to_rgb(index / len(sk.HAND_EDGES), 1.0, 1.0))
-    for index in range(len(sk.HAND_EDGES))
-)
-HAND_POINT_COLOR = (0, 0, 255)
-FACE_POINT_COLOR = (255, 255, 255)
-BODY_LIMB_COLORS = tuple(tuple(int(c * LIMB_BRIGHTNESS) for c in color) for color in sk.BODY_COLORS.tolist())
-BODY_JOINT_COLORS = tuple(tuple(color) for color in sk.BODY_COLORS.tolist())
-FOOT_COLORS = tuple(BODY_LIMB_COLORS[9 if ankle == sk.JOINT["right_ankle"] else 12] for ankle, _ in sk.FOOT_LIMBS)
+SHIN_OF_ANKLE = {ankle: sk.BODY_LIMBS.index((ankle - 1, ankle)) for ankle in (sk.JOINT["right_ankle"], sk.JOINT["left_ankle"])}
+Color = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Palette:
+    """The standard OpenPose colours in one pixel scale (255 for uint8 canvases, 1 for float ones), so
+    float images are drawn directly instead of drawn in uint8 and converted."""
+
+    limbs: tuple[Color, ...]
+    joints: tuple[Color, ...]
+    feet: tuple[Color, ...]  # a foot takes its shin's colour
+    hand_edges: tuple[Color, ...]
+    hand_point: Color
+    face_point: Color
+
+    @classmethod
+    def scaled(cls, white: float) -> "Palette":
+        def scale(color: tuple[int, ...]) -> Color:
+            return tuple(channel * white / 255 for channel in color) if white != 255 else tuple(color)
+
+        limbs = tuple(tuple(int(c * LIMB_BRIGHTNESS) for c in color) for color in sk.BODY_COLORS.tolist())
+        hand_edges = tuple(tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(i / len(sk.HAND_EDGES), 1.0, 1.0))
+                           for i in range(len(sk.HAND_EDGES)))
+        return cls(
+            limbs=tuple(map(scale, limbs)),
+            joints=tuple(map(scale, sk.BODY_COLORS.tolist())),
+            feet=tuple(scale(limbs[SHIN_OF_ANKLE[ankle]]) for ankle, _ in sk.FOOT_LIMBS),
+            hand_edges=tuple(map(scale, hand_edges)),
+            hand_point=scale((0, 0, 255)),
+            face_point=scale((255, 255, 255)),
+        )
+
+
+UINT8_PALETTE = Palette.scaled(255)
+FLOAT_PALETTE = Palette.scaled(1.0)
 
 
 @dataclass(frozen=True)
@@ -47,6 +75,7 @@ class RenderStyle:
     face: bool = True
     feet: bool = False
     min_confidence: float = 0.0
+    palette: Palette = UINT8_PALETTE
 
     @classmethod
     def for_size(cls, width: int, height: int, **options: object) -> "RenderStyle":
@@ -56,7 +85,7 @@ class RenderStyle:
         return cls(size(4), size(4), size(2), size(4), size(3), **options)
 
 
-def _limb(canvas: np.ndarray, a: list[float], b: list[float], width: int, color: tuple[int, ...]) -> None:
+def _limb(canvas: np.ndarray, a: list[float], b: list[float], width: int, color: Color) -> None:
     """A limb as the filled ellipse OpenPose draws between two joints."""
     length = math.hypot(a[0] - b[0], a[1] - b[1])
     angle = math.degrees(math.atan2(a[1] - b[1], a[0] - b[0]))
@@ -66,38 +95,41 @@ def _limb(canvas: np.ndarray, a: list[float], b: list[float], width: int, color:
 
 
 def draw_person(canvas: np.ndarray, person: np.ndarray, style: RenderStyle) -> None:
-    """Draw one person's ``[K, 3]`` pixel keypoints onto ``canvas`` (uint8 RGB, modified in place)."""
+    """Draw one person's ``[K, 3]`` pixel keypoints onto ``canvas`` (RGB in the style palette's
+    scale, modified in place)."""
+    palette = style.palette
     visible = ((person[:, 2] > 0) & (person[:, 2] >= style.min_confidence)).tolist()
     points = person[:, :2].tolist()
     pixel = [(int(x), int(y)) for x, y in points]
-    for (a, b), color in zip(sk.BODY_LIMBS, BODY_LIMB_COLORS):
+    for (a, b), color in zip(sk.BODY_LIMBS, palette.limbs):
         if visible[a] and visible[b]:
             _limb(canvas, points[a], points[b], style.stick_width, color)
     if style.feet:
-        for (a, b), color in zip(sk.FOOT_LIMBS, FOOT_COLORS):
+        for (a, b), color in zip(sk.FOOT_LIMBS, palette.feet):
             if visible[a] and visible[b]:
                 _limb(canvas, points[a], points[b], style.stick_width, color)
-    for joint, color in enumerate(BODY_JOINT_COLORS):
+    for joint, color in enumerate(palette.joints):
         if visible[joint]:
             cv2.circle(canvas, pixel[joint], style.joint_radius, color, thickness=-1)
     if style.hands:
         for hand in (sk.LEFT_HAND, sk.RIGHT_HAND):
-            for (a, b), color in zip(sk.HAND_EDGES, HAND_EDGE_COLORS):
+            for (a, b), color in zip(sk.HAND_EDGES, palette.hand_edges):
                 if visible[hand.start + a] and visible[hand.start + b]:
                     cv2.line(canvas, pixel[hand.start + a], pixel[hand.start + b], color, style.hand_line)
             for joint in range(hand.start, hand.stop):
                 if visible[joint]:
-                    cv2.circle(canvas, pixel[joint], style.hand_radius, HAND_POINT_COLOR, thickness=-1)
+                    cv2.circle(canvas, pixel[joint], style.hand_radius, palette.hand_point, thickness=-1)
     if style.face:
         for joint in range(sk.FACE.start, sk.FACE.stop):
             if visible[joint]:
-                cv2.circle(canvas, pixel[joint], style.face_radius, FACE_POINT_COLOR, thickness=-1)
+                cv2.circle(canvas, pixel[joint], style.face_radius, palette.face_point, thickness=-1)
 
 
-def render_poses(poses: PoseSequence, width: int | None = None, height: int | None = None,
-                 hands: bool = True, face: bool = True, feet: bool = False, min_confidence: float = 0.0,
-                 progress: ProgressHook | None = None) -> np.ndarray:
-    """Skeleton images, uint8 ``[T, height, width, 3]``, one per frame (black where nobody is).
+def draw_poses(poses: PoseSequence, width: int | None = None, height: int | None = None,
+               hands: bool = True, face: bool = True, feet: bool = False, min_confidence: float = 0.0,
+               progress: ProgressHook | None = None, as_float: bool = False) -> np.ndarray:
+    """Skeleton images ``[T, height, width, 3]``, one per frame (black where nobody is): uint8, or
+    float32 in 0..1 with ``as_float`` (the same pixels divided by 255).
 
     The size defaults to the poses' canvas; another size scales x and y independently (fit the
     poses first with ``augment.normalize_to_panel`` to keep proportions).
@@ -108,11 +140,19 @@ def render_poses(poses: PoseSequence, width: int | None = None, height: int | No
         raise DreamActorError(f"render size must be positive, got {width}x{height}")
     if not poses.frames:
         raise DreamActorError("poses: no frames to render")
-    style = RenderStyle.for_size(width, height, hands=hands, face=face, feet=feet, min_confidence=min_confidence)
+    style = RenderStyle.for_size(width, height, hands=hands, face=face, feet=feet, min_confidence=min_confidence,
+                                 palette=FLOAT_PALETTE if as_float else UINT8_PALETTE)
     scale = np.array([width / poses.width, height / poses.height, 1.0])
-    images = np.zeros((len(poses), height, width, 3), dtype=np.uint8)
+    images = np.zeros((len(poses), height, width, 3), dtype=np.float32 if as_float else np.uint8)
     for index, frame in enumerate(poses.frames):
         for person in frame * scale:
             draw_person(images[index], person, style)
         report(progress, index + 1, len(poses))
     return images
+
+
+def render_poses(poses: PoseSequence, width: int | None = None, height: int | None = None,
+                 hands: bool = True, face: bool = True, feet: bool = False, min_confidence: float = 0.0,
+                 progress: ProgressHook | None = None) -> torch.Tensor:
+    """``draw_poses`` in the engine's frame layout: float ``[T, H, W, 3]`` in 0..1 (ComfyUI's IMAGE)."""
+    return torch.from_numpy(draw_poses(poses, width, height, hands, face, feet, min_confidence, progress, as_float=True))

@@ -54,6 +54,7 @@ FOOT_LIMBS = tuple((JOINT[ankle], JOINT[f"{side}_{part}"])
 
 # The hand tree in the hand's own indices (0 is the wrist, then four points per finger).
 HAND_EDGES = tuple((0 if joint % 4 == 1 else joint - 1, joint) for joint in range(1, HAND_POINTS))
+
 # COCO-WholeBody 133 -> this layout: body (COCO order) to BODY_18, then feet, face, hands as they are.
 COCO_BODY_TO_BODY18 = {
     0: "nose", 1: "left_eye", 2: "right_eye", 3: "left_ear", 4: "right_ear", 5: "left_shoulder",
