@@ -60,6 +60,23 @@ def test_extract_augment_render_in_comfyui_match_the_engine(comfy):
     assert rendered.sum() > 0
 
 
+def test_a_photo_without_people_gives_an_empty_frame_and_augmenting_it_is_a_clear_error(comfy):
+    from PIL import Image
+
+    from real_data import skimage_photo
+
+    Image.fromarray(skimage_photo("chelsea")).save(comfy.input_dir / "chelsea.png")
+    prompt = _pose_prompt("chelsea.png")
+    comfy.run({key: prompt[key] for key in ("1", "2", "5", "6")})
+    extracted = comfy.probe("pose_extracted")
+    assert [len(frame["people"]) for frame in extracted] == [0]
+    assert not comfy.probe("pose_preview").any()
+    with pytest.raises(PromptFailed) as failure:
+        comfy.run(prompt)
+    assert failure.value.node_type == "DreamActorM2_PoseAugment"
+    assert "no person in any frame" in failure.value.exception_message
+
+
 def test_a_bad_pose_keypoint_is_a_clear_node_error(comfy):
     comfy.feed("bad_pose", [{"people": [], "canvas_width": 0, "canvas_height": 64}])
     prompt = {

@@ -64,6 +64,13 @@ def test_openpose_body18_pose_keypoint_comes_back_unchanged():
     assert (again["canvas_width"], again["canvas_height"]) == (640, 480)
 
 
+def test_absent_parts_may_be_none_or_empty_as_comfyui_controlnet_aux_writes_them():
+    person = {"pose_keypoints_2d": [0.5, 0.5, 1.0] * 18, "face_keypoints_2d": None,
+              "hand_left_keypoints_2d": [], "hand_right_keypoints_2d": None}
+    poses = from_pose_keypoint({"people": [person], "canvas_width": 10, "canvas_height": 10})
+    assert (poses.frames[0][0, sk.BODY, 2] == 1).all() and (poses.frames[0][0, sk.BODY.stop:] == 0).all()
+
+
 def test_normalized_input_is_scaled_to_pixels_and_pixel_input_is_kept():
     person = {"pose_keypoints_2d": [0.5, 0.25, 1.0] + [0.0] * 51}
     poses = from_pose_keypoint({"people": [person], "canvas_width": 200, "canvas_height": 100})
