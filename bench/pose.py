@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from dreamactor_core.pose import augment, render, skeleton as sk  # noqa: E402
 from dreamactor_core.pose.extract import extract_poses, make_estimator  # noqa: E402
 from dreamactor_core.pose.extract_dwpose import DWPose, POSE_FILE  # noqa: E402
-from dreamactor_core.pose.types import PoseSequence  # noqa: E402
+from dreamactor_core.pose.types import PoseSequence, from_pose_keypoint, to_pose_keypoint  # noqa: E402
 from dreamactor_core.video_io import read_clip  # noqa: E402
 from real_data import template_clip  # noqa: E402
 
@@ -93,6 +93,13 @@ def main() -> None:
     augment_cold, augment_s, augmented = timed_twice(augment.augment_clip, long_clip, factors, (SIZE, SIZE))
     render_cold, render_s, _ = timed_twice(render.draw_poses, augmented)
     _, image_s, _ = timed_twice(render.render_poses, augmented)
+    pose_keypoint = to_pose_keypoint(long_clip)
+
+    def augment_and_render_nodes() -> object:  # what the augment and render nodes do, conversions included
+        result = to_pose_keypoint(augment.augment_clip(from_pose_keypoint(pose_keypoint), factors, (SIZE, SIZE)))
+        return render.render_poses(from_pose_keypoint(result))
+
+    _, nodes_s, _ = timed_twice(augment_and_render_nodes)
     reference_s = controlnet_aux_render(augmented)
     rows += [
         (f"augment (bone scaling + box normalization), {frames} frames", frames / augment_s),
@@ -100,11 +107,12 @@ def main() -> None:
         ("augment + render (target >= 500)", frames / (augment_s + render_s)),
         ("augment + render, first run (fresh memory)", frames / (augment_cold + render_cold)),
         ("augment + render as IMAGE float tensor (what the node returns)", frames / (augment_s + image_s)),
+        ("augment node + render node (POSE_KEYPOINT conversions included)", frames / nodes_s),
         (f"render {SIZE}x{SIZE} with controlnet_aux draw_* (same poses)", frames / reference_s),
     ]
-    people = sum(len(frame) for frame in poses.frames)
+    found = sum(1 for frame in poses.frames if len(frame))
     print(f"pose bench: one CPU core, dancer clip {clip.frames.shape[2]}x{clip.frames.shape[1]}, "
-          f"{len(clip.frames)} frames, {people} with a person")
+          f"{len(clip.frames)} frames, a person found in {found}")
     for name, fps in rows:
         print(f"  {name:<72} {fps:9.1f} frames/s")
     print(f"  ratio ours / controlnet_aux rendering: {reference_s / render_s:.2f}x")

@@ -60,11 +60,6 @@ class PoseSequence:
     def __len__(self) -> int:
         return len(self.frames)
 
-    @property
-    def people_count(self) -> int:
-        """People over all frames (a person in two frames counts twice)."""
-        return sum(len(frame) for frame in self.frames)
-
     def stacked(self) -> np.ndarray:
         """All people of all frames as one ``[N, K, 3]`` array, for clip-level vectorized work."""
         return np.concatenate(self.frames) if self.frames else np.zeros((0, sk.NUM_KEYPOINTS, 3))
