@@ -126,12 +126,19 @@ def load_lora(path: str | Path, model) -> LoraWeights:
     return LoraWeights(path.name, layers, sorted(unmatched))
 
 
-def _hook(layer: LoraLayer, strength: float, device: torch.device, dtype: torch.dtype):
-    down, up = layer.down.to(device, dtype), layer.up.to(device, dtype)
+def _hook(layer: LoraLayer, strength: float):
+    """The forward hook adding one LoRA's delta; A and B follow the input's device and dtype (the
+    weights may be stored in fp8 or offloaded, so the input is the reliable compute reference)."""
     factor = strength * layer.scale
+    cast: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def add_delta(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        return output + factor * torch.nn.functional.linear(torch.nn.functional.linear(inputs[0], down), up)
+        x = inputs[0]
+        key = (x.device, x.dtype)
+        if key not in cast:
+            cast[key] = (layer.down.to(x.device, x.dtype), layer.up.to(x.device, x.dtype))
+        down, up = cast[key]
+        return output + factor * torch.nn.functional.linear(torch.nn.functional.linear(x, down), up)
 
     return add_delta
 
@@ -146,8 +153,7 @@ def lora_patches(model) -> Iterator[None]:
                 continue
             for name, layer in weights.layers.items():
                 module = model.transformer.get_submodule(name)
-                hook = _hook(layer, strength, module.weight.device, module.weight.dtype)
-                handles.append(module.register_forward_hook(hook))
+                handles.append(module.register_forward_hook(_hook(layer, strength)))
         yield
     finally:
         for handle in handles:

@@ -95,11 +95,22 @@ def _load(path: str | Path, kind: str, dtype: torch.dtype, device: str | torch.d
     return model.eval(), adapter
 
 
-def load_transformer(path: str | Path, dtype: torch.dtype = torch.float32,
-                     device: str | torch.device = "cpu") -> DreamActorModel:
-    """Load a diffusion transformer (folder or single file); the backbone is detected."""
-    model, adapter = _load(path, "transformer", dtype, device)
+def load_transformer(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                     fp8_weights: bool = False, block_offload: bool = False) -> DreamActorModel:
+    """Load a diffusion transformer (folder or single file); the backbone is detected.
+
+    fp8_weights stores linear/conv weights as float8_e4m3fn and upcasts each layer to ``dtype`` as
+    it runs (half the weight memory of bf16); block_offload keeps the weights in CPU memory and
+    moves one transformer block at a time to ``device`` (diffusers' group offloading), so a 480p
+    canvas fits a 24 GB GPU. Both use diffusers' own hooks and combine.
+    """
+    model, adapter = _load(path, "transformer", dtype, "cpu" if block_offload else device)
     model.requires_grad_(False)
+    if fp8_weights:
+        model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+    if block_offload:
+        model.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
+                                   offload_type="block_level", num_blocks_per_group=1)
     return DreamActorModel(model, adapter, str(path))
 
 

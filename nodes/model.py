@@ -34,12 +34,27 @@ class LoadModel:
                     "default": "auto",
                     "tooltip": "Compute precision. auto: bf16 on GPUs that support it, fp32 otherwise.",
                 }),
-            }
+            },
+            "optional": {
+                "weight_storage": (["default", "fp8_e4m3fn"], {
+                    "default": "default",
+                    "tooltip": "fp8_e4m3fn stores the weights in 8 bits and upcasts each layer as it runs: "
+                               "half the memory of bf16, slightly different results.",
+                }),
+                "offload": (["none", "block"], {
+                    "default": "none",
+                    "tooltip": "block keeps the weights in CPU memory and moves one transformer block at a "
+                               "time to the GPU: slower, but a 480p canvas fits a 24 GB GPU.",
+                }),
+            },
         }
 
-    def load(self, model_name: str, precision: str = "auto") -> tuple:
+    def load(self, model_name: str, precision: str = "auto", weight_storage: str = "default",
+             offload: str = "none") -> tuple:
         device, dtype = model_files.device_and_dtype(precision)
-        return (load_transformer(model_files.resolve(DIFFUSION_MODELS, model_name), dtype=dtype, device=device),)
+        path = model_files.resolve(DIFFUSION_MODELS, model_name)
+        return (load_transformer(path, dtype=dtype, device=device, fp8_weights=weight_storage == "fp8_e4m3fn",
+                                 block_offload=offload == "block"),)
 
 
 NODE_CLASS_MAPPINGS = {"DreamActorM2_LoadModel": LoadModel}

@@ -39,6 +39,15 @@ def test_vae_folder_and_single_file_hold_identical_weights(tiny):
     assert folder.keys() == single.keys() and all(torch.equal(folder[k], single[k]) for k in folder)
 
 
+def test_fp8_storage_and_block_offload_keep_the_model_usable(tiny):
+    reference = _forward(load_transformer(tiny["transformer"]))
+    offloaded = _forward(load_transformer(tiny["transformer"], block_offload=True))
+    fp8 = load_transformer(tiny["transformer"], fp8_weights=True)
+    assert torch.equal(offloaded, reference)
+    assert torch.float8_e4m3fn in {p.dtype for p in fp8.transformer.parameters()}
+    assert float((_forward(fp8) - reference).norm() / reference.norm()) < 0.05
+
+
 def test_single_file_config_is_read_from_shapes(tiny):
     config = load_transformer(tiny["transformer"]).transformer.config
     for key, value in TINY_TRANSFORMER_CONFIGS["hunyuan_video_15"].items():
