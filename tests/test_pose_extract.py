@@ -102,12 +102,16 @@ def test_unknown_backend_is_a_clear_error():
         make_estimator("openpifpaf")
 
 
-def test_pose_modules_import_no_runtime_until_a_backend_is_used():
-    code = ("import sys\n"
-            "import dreamactor_core.pose.types, dreamactor_core.pose.augment, dreamactor_core.pose.render\n"
-            "import dreamactor_core.pose.extract, dreamactor_core.pose.extract_mediapipe, dreamactor_core.pose.extract_dwpose\n"
-            "import dreamactor_core.pose.extract_openpose\n"
-            "heavy = [m for m in ('mediapipe', 'onnxruntime', 'controlnet_aux', 'comfy', 'folder_paths') if m in sys.modules]\n"
-            "print(','.join(heavy))\n")
+def _imported_after(modules: str) -> set[str]:
+    code = (f"import sys\nimport {modules}\n"
+            "print(','.join(m for m in ('mediapipe', 'onnxruntime', 'controlnet_aux', 'cv2', 'comfy', 'folder_paths')"
+            " if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == ""
+    return set(filter(None, result.stdout.strip().split(",")))
+
+
+def test_pose_modules_import_no_runtime_until_a_backend_is_used():
+    assert _imported_after("dreamactor_core.pose.types, dreamactor_core.pose.augment, dreamactor_core.pose.render, "
+                           "dreamactor_core.pose.extract") == set()
+    # backend modules load their runtime only when an estimator is made
+    assert _imported_after("dreamactor_core.pose.extract_mediapipe, dreamactor_core.pose.extract_openpose") == set()

@@ -13,7 +13,6 @@ import colorsys
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
@@ -87,6 +86,7 @@ class RenderStyle:
 
 def _limb(canvas: np.ndarray, a: list[float], b: list[float], width: int, color: Color) -> None:
     """A limb as the filled ellipse OpenPose draws between two joints."""
+    import cv2
     length = math.hypot(a[0] - b[0], a[1] - b[1])
     angle = math.degrees(math.atan2(a[1] - b[1], a[0] - b[0]))
     centre = (int((a[0] + b[0]) / 2), int((a[1] + b[1]) / 2))
@@ -97,6 +97,8 @@ def _limb(canvas: np.ndarray, a: list[float], b: list[float], width: int, color:
 def draw_person(canvas: np.ndarray, person: np.ndarray, style: RenderStyle) -> None:
     """Draw one person's ``[K, 3]`` pixel keypoints onto ``canvas`` (RGB in the style palette's
     scale, modified in place)."""
+    import cv2  # on first draw, not at pack load (ComfyUI starts faster without OpenCV)
+
     palette = style.palette
     visible = ((person[:, 2] > 0) & (person[:, 2] >= style.min_confidence)).tolist()
     points = person[:, :2].tolist()
