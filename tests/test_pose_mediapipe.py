@@ -55,7 +55,11 @@ def test_messi_full_body_from_head_to_feet():
     assert inside(body_points(person), (60, 60, 480, image.shape[0]))
     assert person[sk.JOINT["nose"], 1] < 150 < person[sk.JOINT["left_hip"], 1] < person[sk.JOINT["left_ankle"], 1]
     assert person[sk.JOINT["left_ankle"], 1] > 220 and person[sk.JOINT["right_ankle"], 1] > 220
-    assert (person[sk.LEFT_HAND, 2] > 0).any() or (person[sk.RIGHT_HAND, 2] > 0).any()
+    for side, hand in (("left", sk.LEFT_HAND), ("right", sk.RIGHT_HAND)):  # both hands, each on its own arm
+        assert (person[hand, 2] > 0).all()
+        assert np.linalg.norm(person[hand.start, :2] - person[sk.JOINT[f"{side}_wrist"], :2]) < 15
+    for pupil, eye in ((sk.RIGHT_PUPIL, "right_eye"), (sk.LEFT_PUPIL, "left_eye")):
+        assert np.linalg.norm(person[pupil, :2] - person[sk.JOINT[eye], :2]) < 6
 
 
 def test_small_walker_in_a_crop_of_vtest():
