@@ -62,6 +62,13 @@ COCO_BODY_TO_BODY18 = {
     11: "left_hip", 12: "right_hip", 13: "left_knee", 14: "right_knee", 15: "left_ankle", 16: "right_ankle",
 }
 COCO_WHOLEBODY_POINTS = 133
+# The COCO-WholeBody parts after its 17 body points, and where they sit in this layout.
+COCO_WHOLEBODY_PARTS = (
+    (slice(17, 23), FEET),
+    (slice(23, 91), slice(FACE.start, FACE.start + FACE_POINTS_WITHOUT_PUPILS)),
+    (slice(91, 112), LEFT_HAND),
+    (slice(112, 133), RIGHT_HAND),
+)
 
 
 def _side_groups(name: str) -> tuple[str, str]:

@@ -85,10 +85,8 @@ def from_coco_wholebody(points: np.ndarray) -> np.ndarray:
     people = empty_people(len(points))
     for coco_index, name in sk.COCO_BODY_TO_BODY18.items():
         people[:, sk.JOINT[name]] = points[:, coco_index]
-    people[:, sk.FEET] = points[:, 17:23]
-    people[:, sk.FACE.start:sk.FACE.start + sk.FACE_POINTS_WITHOUT_PUPILS] = points[:, 23:91]
-    people[:, sk.LEFT_HAND] = points[:, 91:112]
-    people[:, sk.RIGHT_HAND] = points[:, 112:133]
+    for coco_part, part in sk.COCO_WHOLEBODY_PARTS:
+        people[:, part] = points[:, coco_part]
     left, right = points[:, 5], points[:, 6]
     both = (left[:, 2] > 0) & (right[:, 2] > 0)
     people[both, sk.JOINT["neck"], :2] = (left[both, :2] + right[both, :2]) / 2
@@ -101,10 +99,8 @@ def to_coco_wholebody(people: np.ndarray) -> np.ndarray:
     points = np.zeros((len(people), sk.COCO_WHOLEBODY_POINTS, 3))
     for coco_index, name in sk.COCO_BODY_TO_BODY18.items():
         points[:, coco_index] = people[:, sk.JOINT[name]]
-    points[:, 17:23] = people[:, sk.FEET]
-    points[:, 23:91] = people[:, sk.FACE.start:sk.FACE.start + sk.FACE_POINTS_WITHOUT_PUPILS]
-    points[:, 91:112] = people[:, sk.LEFT_HAND]
-    points[:, 112:133] = people[:, sk.RIGHT_HAND]
+    for coco_part, part in sk.COCO_WHOLEBODY_PARTS:
+        points[:, coco_part] = people[:, part]
     return points
 
 
@@ -209,7 +205,7 @@ def from_pose_keypoint(pose_keypoint: list[dict] | dict, coordinates: Coordinate
 
 # --- POSE_KEYPOINT out -----------------------------------------------------------------------------
 def _flat(points: np.ndarray) -> list[float]:
-    return [float(value) for value in points.reshape(-1)]
+    return points.reshape(-1).tolist()
 
 
 def to_pose_keypoint(poses: PoseSequence, normalized: bool = True, layout: Layout = "openpose") -> list[dict]:
