@@ -3,7 +3,8 @@
 Tests, the README's demo command and the shipped-workflow tests need every loading path (diffusers
 folder, original single file, ComfyUI single file, LoRA files) without multi-gigabyte downloads.
 The weights are seeded, so the same call always writes the same bytes. HunyuanVideo 1.5 is slow
-per token, so the tiny canvas (9 frames x 64 x 128) gives 3 x 4 x 8 = 96 latent tokens.
+per token, so the tiny canvas (9 frames x 64 x 128) gives 3 x 4 x 8 = 96 transformer tokens on
+both backbones (16x VAE and patch 1, or 8x VAE and patch 2).
 """
 
 from __future__ import annotations
@@ -21,9 +22,20 @@ TINY_TRANSFORMER_CONFIGS: dict[str, dict[str, Any]] = {
         num_refiner_layers=1, mlp_ratio=2.0, text_embed_dim=32, text_embed_2_dim=16, image_embed_dim=16,
         rope_axes_dim=(4, 6, 6),
     ),
+    "wan_i2v": dict(
+        patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=36, out_channels=16,
+        text_dim=32, freq_dim=256, ffn_dim=64, num_layers=2,
+    ),
 }
 TINY_VAE_CONFIGS: dict[str, dict[str, Any]] = {
     "hunyuan_video_15": dict(latent_channels=32, block_out_channels=(8, 8, 16, 32, 64), layers_per_block=1),
+    "wan_i2v": dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2),
+}
+# Text-encoder outputs per backbone: name -> shape without batch (masks are ones, the rest random).
+TINY_TEXT_SHAPES: dict[str, dict[str, tuple[int, ...]]] = {
+    "hunyuan_video_15": {"encoder_hidden_states": (8, 32), "encoder_attention_mask": (8,),
+                         "encoder_hidden_states_2": (4, 16), "encoder_attention_mask_2": (4,)},
+    "wan_i2v": {"encoder_hidden_states": (8, 32)},
 }
 TINY_CANVAS = (9, 64, 128)  # frames, height, width (two 64 x 64 panels)
 
@@ -46,15 +58,12 @@ def build_tiny_vae(backbone: str = "hunyuan_video_15", seed: int = 0) -> torch.n
     return _seeded(seed + 1, lambda: cls(**TINY_VAE_CONFIGS[backbone])).eval()
 
 
-def tiny_text_conditioning(backbone: str = "hunyuan_video_15", seed: int = 0, tokens: int = 8) -> dict[str, torch.Tensor]:
+def tiny_text_conditioning(backbone: str = "hunyuan_video_15", seed: int = 0) -> dict[str, torch.Tensor]:
     """Random text-encoder outputs shaped for the tiny transformer's forward kwargs."""
-    config = TINY_TRANSFORMER_CONFIGS[backbone]
     generator = torch.Generator().manual_seed(seed)
     return {
-        "encoder_hidden_states": torch.randn(1, tokens, config["text_embed_dim"], generator=generator),
-        "encoder_attention_mask": torch.ones(1, tokens),
-        "encoder_hidden_states_2": torch.randn(1, 4, config["text_embed_2_dim"], generator=generator),
-        "encoder_attention_mask_2": torch.ones(1, 4),
+        name: torch.ones(1, *shape) if "mask" in name else torch.randn(1, *shape, generator=generator)
+        for name, shape in TINY_TEXT_SHAPES[backbone].items()
     }
 
 
@@ -98,7 +107,8 @@ def write_tiny_models(models_dir: str | Path, backbone: str = "hunyuan_video_15"
     """Write tiny checkpoints into ComfyUI-style subfolders of ``models_dir``; return their paths.
 
     Keys of the result: transformer (original single file), transformer_comfy (ComfyUI names,
-    ``model.diffusion_model.`` prefix), transformer_folder (diffusers), vae (original single file),
+    ``model.diffusion_model.`` prefix), transformer_folder (diffusers), vae (original single file, or
+    the folder where the pack has no inverse VAE table),
     vae_folder (diffusers), lora, lora_kohya, lora_comfy (visual-FFN LoRAs in three layouts).
     """
     models_dir = Path(models_dir)
@@ -113,12 +123,14 @@ def write_tiny_models(models_dir: str | Path, backbone: str = "hunyuan_video_15"
             {f"model.diffusion_model.{k}": v for k, v in adapter.to_comfy_names(original).items()},
             models_dir / "diffusion_models" / f"{name}_comfy.safetensors",
         ),
-        "vae": _save(adapter.vae_to_original_names(vae.state_dict()), models_dir / "vae" / f"{name}_vae.safetensors"),
     }
     paths["transformer_folder"] = models_dir / "diffusion_models" / f"{name}_diffusers"
     transformer.save_pretrained(paths["transformer_folder"], safe_serialization=True)
     paths["vae_folder"] = models_dir / "vae" / f"{name}_vae_diffusers"
     vae.save_pretrained(paths["vae_folder"], safe_serialization=True)
+    original_vae = adapter.vae_to_original_names(vae.state_dict())
+    paths["vae"] = paths["vae_folder"] if original_vae is None else _save(
+        original_vae, models_dir / "vae" / f"{name}_vae.safetensors")
     for layout, key in (("diffusers", "lora"), ("kohya", "lora_kohya"), ("comfy", "lora_comfy")):
         lora = ffn_lora_state_dict(transformer, backbone, layout=layout, seed=seed + 7)
         paths[key] = _save(lora, models_dir / "loras" / f"{name}_ffn_lora_{layout}.safetensors")

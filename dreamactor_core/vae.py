@@ -18,17 +18,12 @@ from .errors import DreamActorError
 from .model_loading import DreamActorVAE
 from .progress import ProgressHook, report
 
-_SPATIAL_ATTRS = ("use_tiling", "tile_sample_min_height", "tile_sample_min_width",
-                  "tile_latent_min_height", "tile_latent_min_width")
-
-
 @contextmanager
 def _tiling(model: DreamActorVAE, tile_size: int, progress: ProgressHook | None, total: int,
             part: str) -> Iterator[None]:
     """Spatial tiling of the diffusers VAE plus a per-tile progress count, restored afterwards."""
     vae = model.vae
-    saved = {name: getattr(vae, name) for name in _SPATIAL_ATTRS if hasattr(vae, name)}
-    spatial = model.adapter.spatial_compression
+    saved = {name: value for name, value in vars(vae).items() if name == "use_tiling" or name.startswith("tile_")}
     count = 0
 
     def tick(*_):
@@ -39,8 +34,7 @@ def _tiling(model: DreamActorVAE, tile_size: int, progress: ProgressHook | None,
     handle = getattr(vae, part).register_forward_hook(tick)
     try:
         if tile_size > 0 and hasattr(vae, "enable_tiling"):
-            vae.enable_tiling(tile_sample_min_height=tile_size, tile_sample_min_width=tile_size,
-                              tile_latent_min_height=tile_size // spatial, tile_latent_min_width=tile_size // spatial)
+            vae.enable_tiling(**model.adapter.spatial_tiling_kwargs(tile_size))
         yield
     finally:
         handle.remove()

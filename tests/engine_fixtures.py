@@ -7,9 +7,9 @@ import torch
 from dreamactor_core.tiny_models import TINY_CANVAS
 
 
-def canvas_mask(latent: torch.Tensor) -> torch.Tensor:
-    """The DreamActor canvas mask packed per latent frame: reference half on frame 0, motion half always."""
-    mask = torch.zeros(latent.shape[0], 1, *latent.shape[2:])
+def canvas_mask(latent: torch.Tensor, channels: int = 1) -> torch.Tensor:
+    """The DreamActor canvas mask at latent resolution: reference half on frame 0, motion half always."""
+    mask = torch.zeros(latent.shape[0], channels, *latent.shape[2:])
     mask[:, :, 0, :, : latent.shape[-1] // 2] = 1
     mask[:, :, :, :, latent.shape[-1] // 2:] = 1
     return mask

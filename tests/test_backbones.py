@@ -81,8 +81,8 @@ def test_detect_names_the_wrong_kind_of_file(tiny, tmp_path):
     with pytest.raises(DreamActorError, match="a LoRA"):
         load_transformer(tiny["lora_kohya"])
     wan = tmp_path / "wan.safetensors"
-    save_file({"patch_embedding.weight": torch.zeros(4, 36, 1, 2, 2), "head.modulation": torch.zeros(1, 2, 4)}, str(wan))
-    with pytest.raises(DreamActorError, match="a Wan transformer"):
+    save_file({"patch_embedding.weight": torch.zeros(4, 16, 1, 2, 2), "head.modulation": torch.zeros(1, 2, 4)}, str(wan))
+    with pytest.raises(DreamActorError, match="a Wan transformer"):  # text-to-video: no canvas channels
         load_transformer(wan)
     with pytest.raises(DreamActorError, match="HunyuanVideo 1.5 transformer"):
         load_vae(tiny["transformer"])

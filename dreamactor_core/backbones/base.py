@@ -89,6 +89,23 @@ class BackboneAdapter(ABC):
         LoRAs trained with the original code, musubi-tuner or ComfyUI find their layers.
         """
 
+    def to_original_names(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Any supported transformer layout -> the original release's key names."""
+        raise NotImplementedError
+
+    def to_comfy_names(self, original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Original key names -> the names ComfyUI-saved files use (unprefixed)."""
+        return dict(original)
+
+    def vae_to_original_names(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """Diffusers VAE keys -> the original release's, or None where the pack has no inverse table."""
+        return None
+
+    def spatial_tiling_kwargs(self, tile_size: int) -> dict[str, int]:
+        """Arguments of the diffusers VAE's ``enable_tiling`` for square pixel tiles of ``tile_size``
+        overlapping by a quarter."""
+        return {"tile_sample_min_height": tile_size, "tile_sample_min_width": tile_size}
+
     # ----- the model input and call -----
     def patch_size(self, transformer: torch.nn.Module) -> tuple[int, int, int]:
         """(t, h, w) patch size: latent sizes must be multiples of it."""

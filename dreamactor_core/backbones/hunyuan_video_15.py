@@ -155,8 +155,7 @@ class HunyuanVideo15(BackboneAdapter):
     visual_ffn_pattern = re.compile(r"transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)")
 
     # ----- naming -----
-    @staticmethod
-    def to_original_names(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def to_original_names(self, state_dict):
         """Any supported layout (prefixed, ComfyUI, fused attention, diffusers) -> original names."""
         prefix = strip_common_prefix(list(state_dict), PREFIXES)
         state_dict = {key[len(prefix):]: value for key, value in state_dict.items()}
@@ -166,8 +165,7 @@ class HunyuanVideo15(BackboneAdapter):
             state_dict = {COMFY_NAMES.apply(key, reverse=True): value for key, value in state_dict.items()}
         return FUSED_ATTENTION.convert(state_dict)
 
-    @staticmethod
-    def to_comfy_names(original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def to_comfy_names(self, original):
         """Original names -> ComfyUI's (fused attention), as ComfyUI-saved files carry them."""
         fused = FUSED_ATTENTION.convert(original, reverse=True)
         return {COMFY_NAMES.apply(key): value for key, value in fused.items()}
@@ -241,9 +239,13 @@ class HunyuanVideo15(BackboneAdapter):
         )
         return converted, config
 
-    @staticmethod
-    def vae_to_original_names(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def vae_to_original_names(self, state_dict):
         return VAE_KEYS.convert(state_dict, reverse=True)
+
+    def spatial_tiling_kwargs(self, tile_size):
+        return {"tile_sample_min_height": tile_size, "tile_sample_min_width": tile_size,
+                "tile_latent_min_height": tile_size // self.spatial_compression,
+                "tile_latent_min_width": tile_size // self.spatial_compression}
 
     # ----- model input and call -----
     def pack_input(self, noisy, condition, mask):
