@@ -48,10 +48,11 @@ def random_people(seed: int, count: int, width: int, height: int, presence: floa
 
 
 @st.composite
-def pose_sequences(draw, max_frames: int = 4, max_people: int = 3, spread: float = 1.0) -> PoseSequence:
+def pose_sequences(draw, max_frames: int = 4, max_people: int = 3, spread: float = 1.0,
+                   max_side: int = 2000) -> PoseSequence:
     """Random clips: 1..max_frames frames of 0..max_people people on a random canvas."""
-    width = draw(st.integers(1, 2000))
-    height = draw(st.integers(1, 2000))
+    width = draw(st.integers(1, max_side))
+    height = draw(st.integers(1, max_side))
     presence = draw(st.floats(0.0, 1.0))
     counts = draw(st.lists(st.integers(0, max_people), min_size=1, max_size=max_frames))
     seed = draw(st.integers(0, 2**32 - 1))
