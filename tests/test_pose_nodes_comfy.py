@@ -60,6 +60,33 @@ def test_extract_augment_render_in_comfyui_match_the_engine(comfy):
     assert rendered.sum() > 0
 
 
+def test_a_clip_keeps_its_frame_count_through_extract_and_render(comfy):
+    from dreamactor_core.video_io import read_clip
+    from real_data import template_clip
+
+    frames = torch.from_numpy(read_clip(template_clip(), max_frames=4, stride=6).frames).float() / 255
+    comfy.feed("dancer_frames", frames)
+    prompt = {
+        "1": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "dancer_frames"}},
+        "2": {"class_type": "DreamActorM2_PoseExtract",
+              "inputs": {"images": ["1", 0], "backend": "mediapipe", "min_confidence": 0.3}},
+        "3": {"class_type": "DreamActorM2_PoseRender",
+              "inputs": {"pose_keypoint": ["2", 0], "width": 256, "height": 256, "draw_hands": False,
+                         "draw_face": False, "draw_feet": True, "min_confidence": 0.5}},
+        "4": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["2", 0], "name": "clip_poses"}},
+        "5": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["3", 0], "name": "clip_skeletons"}},
+    }
+    comfy.run(prompt)
+    poses = types.from_pose_keypoint(comfy.probe("clip_poses"))
+    expected = extract_poses(frames, make_estimator("mediapipe", video=True))
+    assert len(poses) == 4 and [len(f) for f in poses.frames] == [len(f) for f in expected.frames]
+    for got, want in zip(poses.frames, expected.frames):
+        np.testing.assert_allclose(got, want, atol=1e-3)
+    skeletons = comfy.probe("clip_skeletons")
+    assert skeletons.shape == (4, 256, 256, 3)
+    assert torch.equal(skeletons, render.render_poses(poses, 256, 256, False, False, True, 0.5))
+
+
 def test_a_photo_without_people_gives_an_empty_frame_and_augmenting_it_is_a_clear_error(comfy):
     from PIL import Image
 
