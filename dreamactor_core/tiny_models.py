@@ -22,6 +22,11 @@ TINY_TRANSFORMER_CONFIGS: dict[str, dict[str, Any]] = {
         num_refiner_layers=1, mlp_ratio=2.0, text_embed_dim=32, text_embed_2_dim=16, image_embed_dim=16,
         rope_axes_dim=(4, 6, 6),
     ),
+    "hunyuan_video_i2v": dict(
+        in_channels=33, out_channels=16, num_attention_heads=2, attention_head_dim=16, num_layers=1,
+        num_single_layers=1, num_refiner_layers=1, mlp_ratio=2.0, patch_size=2, text_embed_dim=32,
+        pooled_projection_dim=16, rope_axes_dim=(4, 6, 6), image_condition_type="latent_concat", guidance_embeds=False,
+    ),
     "wan_i2v": dict(
         patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=36, out_channels=16,
         text_dim=32, freq_dim=256, ffn_dim=64, num_layers=2,
@@ -29,12 +34,15 @@ TINY_TRANSFORMER_CONFIGS: dict[str, dict[str, Any]] = {
 }
 TINY_VAE_CONFIGS: dict[str, dict[str, Any]] = {
     "hunyuan_video_15": dict(latent_channels=32, block_out_channels=(8, 8, 16, 32, 64), layers_per_block=1),
+    "hunyuan_video_i2v": dict(latent_channels=16, block_out_channels=(32, 32, 32, 32), layers_per_block=1,
+                              down_block_types=("HunyuanVideoDownBlock3D",) * 4, up_block_types=("HunyuanVideoUpBlock3D",) * 4),
     "wan_i2v": dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2),
 }
 # Text-encoder outputs per backbone: name -> shape without batch (masks are ones, the rest random).
 TINY_TEXT_SHAPES: dict[str, dict[str, tuple[int, ...]]] = {
     "hunyuan_video_15": {"encoder_hidden_states": (8, 32), "encoder_attention_mask": (8,),
                          "encoder_hidden_states_2": (4, 16), "encoder_attention_mask_2": (4,)},
+    "hunyuan_video_i2v": {"encoder_hidden_states": (8, 32), "encoder_attention_mask": (8,), "pooled_projections": (16,)},
     "wan_i2v": {"encoder_hidden_states": (8, 32)},
 }
 TINY_CANVAS = (9, 64, 128)  # frames, height, width (two 64 x 64 panels)

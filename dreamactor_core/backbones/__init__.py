@@ -9,10 +9,13 @@ from __future__ import annotations
 from ..checkpoints import describe
 from ..errors import DreamActorError
 from .base import BackboneAdapter, KeyShapes
+from .hunyuan_video import HunyuanVideoI2V
 from .hunyuan_video_15 import HunyuanVideo15
 from .wan import WanI2V
 
-ADAPTERS: dict[str, BackboneAdapter] = {adapter.name: adapter for adapter in (HunyuanVideo15(), WanI2V())}
+ADAPTERS: dict[str, BackboneAdapter] = {
+    adapter.name: adapter for adapter in (HunyuanVideo15(), HunyuanVideoI2V(), WanI2V())
+}
 
 
 def get_adapter(name: str) -> BackboneAdapter:
