@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..dreamactor_core.sampling import SOLVERS, sample
-from .comfy_bridge import progress_hook
 from .model import MODEL_TYPE
+from .preview import sampler_progress
 from .registry import CATEGORY_ROOT
 
 CONDITIONING_TYPE = "DREAMACTOR_CONDITIONING"
@@ -68,11 +68,12 @@ class Sampler:
     def run(self, model, positive, canvas_latent, mask, seed, steps, cfg, shift, solver, denoise,
             negative=None, latent=None, window_frames=0, window_overlap=2) -> tuple:
         condition = canvas_latent["samples"]
+        progress, on_step = sampler_progress(model.adapter.name, steps)
         result = sample(
             model, positive, condition, packed_mask(model, mask, condition), negative=negative, seed=seed,
             steps=steps, cfg=cfg, shift=shift, solver=solver, denoise=denoise,
             init_latent=None if latent is None else latent["samples"], window_frames=window_frames,
-            window_overlap=window_overlap, progress=progress_hook(steps),
+            window_overlap=window_overlap, progress=progress, on_step=on_step,
         )
         return ({"samples": result.cpu()},)
 

@@ -39,6 +39,11 @@ def _prompt(model_name: str, lora_strength: float) -> dict:
             "model": ["lora", 0], "positive": ["positive", 0], "negative": ["negative", 0],
             "canvas_latent": ["encode", 0], "mask": ["mask", 0], "seed": 7, "steps": 2, "cfg": 3.0, "shift": 5.0,
             "solver": "dpmpp_2m", "denoise": 1.0}},
+        "sample_base": {"class_type": "DreamActorM2_Sampler", "inputs": {
+            "model": ["model", 0], "positive": ["positive", 0], "negative": ["negative", 0],
+            "canvas_latent": ["encode", 0], "mask": ["mask", 0], "seed": 7, "steps": 2, "cfg": 3.0, "shift": 5.0,
+            "solver": "dpmpp_2m", "denoise": 1.0}},
+        "probe_base": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["sample_base", 0], "name": "latent_base"}},
         "decode": {"class_type": "DreamActorM2_DecodeLatent", "inputs": {
             "vae": ["vae", 0], "samples": ["sample", 0], "tile_frames": 16, "tile_overlap_frames": 4, "tile_size": 256}},
         "probe_latent": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["sample", 0], "name": "latent"}},
@@ -73,5 +78,7 @@ def test_load_sample_decode_inside_comfyui(comfy):
                                seed=7, steps=2, cfg=3.0, shift=5.0, solver="dpmpp_2m")
     assert torch.allclose(comfy.probe("latent")["samples"], expected, atol=1e-5)
 
+    # A LoRA branch and a plain branch off the same cached model: the LoRA never leaks into the other.
     comfy.run(_prompt("tiny_hunyuan_video_15_diffusers", 1.0))
     assert not torch.allclose(comfy.probe("latent")["samples"], expected, atol=1e-3)
+    assert torch.allclose(comfy.probe("latent_base")["samples"], expected, atol=1e-5)
