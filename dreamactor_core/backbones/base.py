@@ -89,9 +89,9 @@ class BackboneAdapter(ABC):
         LoRAs trained with the original code, musubi-tuner or ComfyUI find their layers.
         """
 
+    @abstractmethod
     def to_original_names(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Any supported transformer layout -> the original release's key names."""
-        raise NotImplementedError
 
     def to_comfy_names(self, original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Original key names -> the names ComfyUI-saved files use (unprefixed)."""
@@ -118,11 +118,10 @@ class BackboneAdapter(ABC):
     def mask_channels(self) -> int:
         return self.temporal_compression if self.mask_layout == "folded_temporal" else 1
 
-    @abstractmethod
-    def pack_input(
-        self, noisy: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
-        """Concatenate [B,C,T,H,W] noise latent, canvas latent and packed mask in the model's order."""
+    def pack_input(self, noisy: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Concatenate [B,C,T,H,W] noise latent, canvas latent and packed mask in the model's order
+        (diffusers' HunyuanVideo pipelines: noise, condition, mask)."""
+        return torch.cat([noisy, condition, mask], dim=1)
 
     @abstractmethod
     def prepare_conditioning(
@@ -131,6 +130,17 @@ class BackboneAdapter(ABC):
     ) -> dict[str, torch.Tensor]:
         """Text/image conditioning -> the forward's kwargs on the device, batch-expanded, defaults
         filled in. Done once per sampling run so the per-step call adds no work of its own."""
+
+    @staticmethod
+    def conditioning_on_device(conditioning: Mapping[str, torch.Tensor], batch: int, device: torch.device,
+                               dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """Embeddings cast to the compute dtype (attention masks keep theirs), batch 1 expanded."""
+        out = {}
+        for key, value in conditioning.items():
+            cast = dtype if value.is_floating_point() and "mask" not in key else value.dtype
+            value = value.to(device=device, dtype=cast)
+            out[key] = value.expand(batch, *value.shape[1:]) if value.shape[0] == 1 else value
+        return out
 
     def predict_velocity(
         self,
@@ -144,13 +154,13 @@ class BackboneAdapter(ABC):
         return transformer(hidden_states=model_input, timestep=timestep, return_dict=False, **conditioning)[0]
 
     # ----- latent space -----
-    @abstractmethod
     def normalize_latent(self, vae: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
-        """VAE posterior mode -> the scaled latent the transformer works in."""
+        """VAE posterior mode -> the scaled latent the transformer works in (HunyuanVideo: x scale)."""
+        return latent * vae.config.scaling_factor
 
-    @abstractmethod
     def denormalize_latent(self, vae: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
         """Inverse of ``normalize_latent``, before decoding."""
+        return latent / vae.config.scaling_factor
 
     def visual_ffn_modules(self, transformer: torch.nn.Module) -> list[str]:
         """Names of the visual-stream FFN linears (LoRA targets), in module order."""

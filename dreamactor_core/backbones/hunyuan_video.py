@@ -17,7 +17,7 @@ import torch
 from ..errors import DreamActorError
 from .base import BackboneAdapter, KeyShapes
 from .hunyuan_video_15 import rope_axes_for
-from .keymap import KeyMap, Rename, strip_common_prefix
+from .keymap import KeyMap, Rename, count_indexed, strip_common_prefix, unprefixed
 
 _D, _O = "transformer_blocks.{n}.", "double_blocks.{n}."
 _S_D, _S_O = "single_transformer_blocks.{n}.", "single_blocks.{n}."
@@ -69,7 +69,6 @@ TRANSFORMER_KEYS = KeyMap([
     Rename("final_layer.linear", "proj_out"),
 ])
 
-PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "transformer.", "vae.", "first_stage_model.")
 _LINEAR1 = re.compile(r"^(single_blocks\.\d+)\.linear1\.(weight|bias)$")
 _LINEAR1_PARTS = ("q", "k", "v", "mlp")
 
@@ -99,11 +98,6 @@ def fuse_linear1(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _count(keys, pattern: str) -> int:
-    indices = {int(m.group(1)) for key in keys if (m := re.match(pattern, key))}
-    return max(indices) + 1 if indices else 0
-
-
 class HunyuanVideoI2V(BackboneAdapter):
     name = "hunyuan_video_i2v"
     display_name = "HunyuanVideo-I2V (latent concat)"
@@ -119,12 +113,8 @@ class HunyuanVideoI2V(BackboneAdapter):
     visual_ffn_pattern = re.compile(r"transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)")
     embedded_guidance = 6.0  # for checkpoints with a guidance embedder (guidance-distilled)
 
-    def _unprefixed(self, state_dict):
-        prefix = strip_common_prefix(list(state_dict), PREFIXES)
-        return {key[len(prefix):]: value for key, value in state_dict.items()}
-
     def to_original_names(self, state_dict):
-        state_dict = self._unprefixed(state_dict)
+        state_dict = unprefixed(state_dict)
         if "x_embedder.proj.weight" in state_dict:  # diffusers names
             return fuse_linear1(TRANSFORMER_KEYS.convert(state_dict, reverse=True))
         return state_dict
@@ -136,7 +126,7 @@ class HunyuanVideoI2V(BackboneAdapter):
         return {"original": original, "comfy": original}
 
     def is_transformer(self, keys: KeyShapes) -> bool:
-        prefix = strip_common_prefix(list(keys), PREFIXES)
+        prefix = strip_common_prefix(list(keys))
         for patch_key, marker in (("img_in.proj.weight", "single_blocks.0.linear2.weight"),
                                   ("x_embedder.proj.weight", "single_transformer_blocks.0.proj_out.weight")):
             shape = keys.get(prefix + patch_key)
@@ -145,7 +135,7 @@ class HunyuanVideoI2V(BackboneAdapter):
         return False
 
     def is_vae(self, keys: KeyShapes) -> bool:
-        prefix = strip_common_prefix(list(keys), PREFIXES)
+        prefix = strip_common_prefix(list(keys))
         conv_in = keys.get(prefix + "decoder.conv_in.conv.weight")
         group_norms = prefix + "encoder.conv_norm_out.weight" in keys
         return group_norms and conv_in is not None and conv_in[1] == self.latent_channels
@@ -165,9 +155,9 @@ class HunyuanVideoI2V(BackboneAdapter):
                 out_channels=sd["final_layer.linear.weight"].shape[0] // (patch_t * patch_h * patch_h),
                 num_attention_heads=inner // head_dim,
                 attention_head_dim=head_dim,
-                num_layers=_count(keys, r"double_blocks\.(\d+)\."),
-                num_single_layers=_count(keys, r"single_blocks\.(\d+)\."),
-                num_refiner_layers=_count(keys, r"txt_in\.individual_token_refiner\.blocks\.(\d+)\."),
+                num_layers=count_indexed(keys, r"double_blocks\.(\d+)\."),
+                num_single_layers=count_indexed(keys, r"single_blocks\.(\d+)\."),
+                num_refiner_layers=count_indexed(keys, r"txt_in\.individual_token_refiner\.blocks\.(\d+)\."),
                 mlp_ratio=sd["double_blocks.0.img_mlp.fc1.weight"].shape[0] / inner,
                 patch_size=patch_h,
                 patch_size_t=patch_t,
@@ -181,14 +171,14 @@ class HunyuanVideoI2V(BackboneAdapter):
         return config
 
     def vae_to_diffusers(self, state_dict):
-        state_dict = self._unprefixed(state_dict)
+        state_dict = unprefixed(state_dict)
         blocks = sorted({int(m.group(1)) for k in state_dict if (m := re.match(r"encoder\.down_blocks\.(\d+)\.", k))})
         config = self.shipped_config(self.vae_config_file)
         config.update(
             latent_channels=state_dict["decoder.conv_in.conv.weight"].shape[1],
             block_out_channels=[state_dict[f"encoder.down_blocks.{i}.resnets.0.conv2.conv.weight"].shape[0]
                                 for i in blocks],
-            layers_per_block=_count(list(state_dict), r"encoder\.down_blocks\.0\.resnets\.(\d+)\."),
+            layers_per_block=count_indexed(list(state_dict), r"encoder\.down_blocks\.0\.resnets\.(\d+)\."),
             down_block_types=["HunyuanVideoDownBlock3D"] * len(blocks),
             up_block_types=["HunyuanVideoUpBlock3D"] * len(blocks),
         )
@@ -204,24 +194,10 @@ class HunyuanVideoI2V(BackboneAdapter):
                 "tile_sample_stride_height": stride, "tile_sample_stride_width": stride,
                 "tile_sample_min_num_frames": 1 << 20}
 
-    def pack_input(self, noisy, condition, mask):
-        return torch.cat([noisy, condition, mask], dim=1)
-
     def prepare_conditioning(self, transformer, conditioning, batch, device, dtype):
-        kwargs = {
-            key: value.to(device=device, dtype=dtype if value.is_floating_point() and "mask" not in key else value.dtype)
-            for key, value in conditioning.items()
-        }
-        kwargs = {key: value.expand(batch, *value.shape[1:]) if value.shape[0] == 1 else value
-                  for key, value in kwargs.items()}
+        kwargs = self.conditioning_on_device(conditioning, batch, device, dtype)
         if "pooled_projections" not in kwargs:
             raise DreamActorError("conditioning: HunyuanVideo needs the CLIP pooled text embedding (pooled_projections)")
         if transformer.config.guidance_embeds:
             kwargs.setdefault("guidance", torch.full((batch,), self.embedded_guidance * 1000.0, device=device, dtype=dtype))
         return kwargs
-
-    def normalize_latent(self, vae, latent):
-        return latent * vae.config.scaling_factor
-
-    def denormalize_latent(self, vae, latent):
-        return latent / vae.config.scaling_factor

@@ -20,7 +20,7 @@ import torch
 
 from ..errors import DreamActorError
 from .base import BackboneAdapter, KeyShapes
-from .keymap import KeyMap, Rename, SubstringRenames, strip_common_prefix
+from .keymap import KeyMap, Rename, SubstringRenames, count_indexed, strip_common_prefix, unprefixed
 
 _D = "transformer_blocks.{n}."
 _O = "double_blocks.{n}."
@@ -121,13 +121,6 @@ VAE_KEYS = KeyMap([
     ],
 ])
 
-PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "transformer.", "vae.", "first_stage_model.")
-
-
-def _count(keys: list[str], pattern: str) -> int:
-    indices = {int(m.group(1)) for key in keys if (m := re.match(pattern, key))}
-    return max(indices) + 1 if indices else 0
-
 
 def rope_axes_for(head_dim: int) -> list[int]:
     """RoPE split of a head (t, h, w), even parts: (16, 56, 56) at 128 as shipped, (4, 6, 6) at 16.
@@ -157,8 +150,7 @@ class HunyuanVideo15(BackboneAdapter):
     # ----- naming -----
     def to_original_names(self, state_dict):
         """Any supported layout (prefixed, ComfyUI, fused attention, diffusers) -> original names."""
-        prefix = strip_common_prefix(list(state_dict), PREFIXES)
-        state_dict = {key[len(prefix):]: value for key, value in state_dict.items()}
+        state_dict = unprefixed(state_dict)
         if "cond_type_embed.weight" in state_dict:  # already diffusers names
             return TRANSFORMER_KEYS.convert(state_dict, reverse=True)
         if any("_mod.lin." in key for key in state_dict):  # ComfyUI names (original: "_mod.linear.")
@@ -178,7 +170,7 @@ class HunyuanVideo15(BackboneAdapter):
 
     # ----- detection -----
     def is_transformer(self, keys: KeyShapes) -> bool:
-        prefix = strip_common_prefix(list(keys), PREFIXES)
+        prefix = strip_common_prefix(list(keys))
         for patch_key, marker in (("img_in.proj.weight", "cond_type_embedding.weight"),
                                   ("x_embedder.proj.weight", "cond_type_embed.weight")):
             shape = keys.get(prefix + patch_key)
@@ -187,7 +179,7 @@ class HunyuanVideo15(BackboneAdapter):
         return False
 
     def is_vae(self, keys: KeyShapes) -> bool:
-        prefix = strip_common_prefix(list(keys), PREFIXES)
+        prefix = strip_common_prefix(list(keys))
         conv_in = keys.get(prefix + "decoder.conv_in.conv.weight")
         rms_norms = prefix + "encoder.norm_out.gamma" in keys
         return rms_norms and conv_in is not None and conv_in[1] == self.latent_channels
@@ -209,8 +201,8 @@ class HunyuanVideo15(BackboneAdapter):
                 out_channels=sd["final_layer.linear.weight"].shape[0] // (patch_t * patch_h * patch_h),
                 num_attention_heads=inner // head_dim,
                 attention_head_dim=head_dim,
-                num_layers=_count(keys, r"double_blocks\.(\d+)\."),
-                num_refiner_layers=_count(keys, r"txt_in\.individual_token_refiner\.blocks\.(\d+)\."),
+                num_layers=count_indexed(keys, r"double_blocks\.(\d+)\."),
+                num_refiner_layers=count_indexed(keys, r"txt_in\.individual_token_refiner\.blocks\.(\d+)\."),
                 mlp_ratio=sd["double_blocks.0.img_mlp.fc1.weight"].shape[0] / inner,
                 patch_size=patch_h,
                 patch_size_t=patch_t,
@@ -225,8 +217,7 @@ class HunyuanVideo15(BackboneAdapter):
         return config
 
     def vae_to_diffusers(self, state_dict):
-        prefix = strip_common_prefix(list(state_dict), PREFIXES)
-        converted = VAE_KEYS.convert({key[len(prefix):]: value for key, value in state_dict.items()})
+        converted = VAE_KEYS.convert(unprefixed(state_dict))
         blocks = sorted({int(m.group(1)) for k in converted if (m := re.match(r"encoder\.down_blocks\.(\d+)\.", k))})
         widths = [converted[f"encoder.down_blocks.{i}.resnets.0.conv2.conv.weight"].shape[0] for i in blocks]
         downsamples = sum(f"encoder.down_blocks.{i}.downsamplers.0.conv.conv.weight" in converted for i in blocks)
@@ -234,7 +225,7 @@ class HunyuanVideo15(BackboneAdapter):
         config.update(
             latent_channels=converted["decoder.conv_in.conv.weight"].shape[1],
             block_out_channels=widths,
-            layers_per_block=_count(list(converted), r"encoder\.down_blocks\.0\.resnets\.(\d+)\."),
+            layers_per_block=count_indexed(list(converted), r"encoder\.down_blocks\.0\.resnets\.(\d+)\."),
             spatial_compression_ratio=2**downsamples,
         )
         return converted, config
@@ -248,25 +239,11 @@ class HunyuanVideo15(BackboneAdapter):
                 "tile_latent_min_width": tile_size // self.spatial_compression}
 
     # ----- model input and call -----
-    def pack_input(self, noisy, condition, mask):
-        return torch.cat([noisy, condition, mask], dim=1)
-
     def prepare_conditioning(self, transformer, conditioning, batch, device, dtype):
-        kwargs = {
-            key: value.to(device=device, dtype=dtype if value.is_floating_point() and "mask" not in key else value.dtype)
-            for key, value in conditioning.items()
-        }
-        kwargs = {key: value.expand(batch, *value.shape[1:]) if value.shape[0] == 1 else value
-                  for key, value in kwargs.items()}
+        kwargs = self.conditioning_on_device(conditioning, batch, device, dtype)
         config = transformer.config
         # No ByT5 glyph text and no image embedding: empty and masked (the canvas carries the image).
         kwargs.setdefault("encoder_hidden_states_2", torch.zeros(batch, 1, config.text_embed_2_dim, device=device, dtype=dtype))
         kwargs.setdefault("encoder_attention_mask_2", torch.zeros(batch, 1, device=device))
         kwargs.setdefault("image_embeds", torch.zeros(batch, 1, config.image_embed_dim, device=device, dtype=dtype))
         return kwargs
-
-    def normalize_latent(self, vae, latent):
-        return latent * vae.config.scaling_factor
-
-    def denormalize_latent(self, vae, latent):
-        return latent / vae.config.scaling_factor

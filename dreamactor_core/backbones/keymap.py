@@ -93,13 +93,28 @@ def _swap_halves(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([second, first], dim=0)
 
 
-def strip_common_prefix(keys: list[str], prefixes: tuple[str, ...]) -> str:
-    """The first of ``prefixes`` that every key starts with ('' if none): ComfyUI and trainers
-    wrap the same names in ``model.diffusion_model.``, ``diffusion_model.``, ``transformer.`` etc."""
+# Wrappers ComfyUI, checkpoint savers and trainers put around the same key names.
+PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "transformer.", "vae.", "first_stage_model.")
+
+
+def strip_common_prefix(keys: list[str], prefixes: tuple[str, ...] = PREFIXES) -> str:
+    """The first of ``prefixes`` that every key starts with ('' if none)."""
     for prefix in prefixes:
         if keys and all(key.startswith(prefix) for key in keys):
             return prefix
     return ""
+
+
+def unprefixed(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state_dict`` without the wrapper prefix all its keys share."""
+    prefix = strip_common_prefix(list(state_dict))
+    return {key[len(prefix):]: value for key, value in state_dict.items()}
+
+
+def count_indexed(keys, pattern: str) -> int:
+    """How many numbered blocks ``pattern`` (one ``(\\d+)`` group) finds among ``keys``."""
+    indices = {int(m.group(1)) for key in keys if (m := re.match(pattern, key))}
+    return max(indices) + 1 if indices else 0
 
 
 class SubstringRenames:

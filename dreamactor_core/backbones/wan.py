@@ -17,7 +17,7 @@ import torch
 
 from ..errors import DreamActorError
 from .base import BackboneAdapter, KeyShapes
-from .keymap import KeyMap, Rename, strip_common_prefix
+from .keymap import KeyMap, Rename, count_indexed, strip_common_prefix, unprefixed
 
 _B = "blocks.{n}."
 
@@ -45,14 +45,6 @@ TRANSFORMER_KEYS = KeyMap([
     Rename(_B + "ffn.2", _B + "ffn.net.2"),
 ])
 
-PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "transformer.", "vae.", "first_stage_model.")
-
-
-def _count(keys, pattern: str) -> int:
-    indices = {int(m.group(1)) for key in keys if (m := re.match(pattern, key))}
-    return max(indices) + 1 if indices else 0
-
-
 class WanI2V(BackboneAdapter):
     name = "wan_i2v"
     display_name = "Wan 2.x (image-to-video)"
@@ -68,12 +60,8 @@ class WanI2V(BackboneAdapter):
     visual_ffn_pattern = re.compile(r"blocks\.\d+\.ffn\.net\.(0\.proj|2)")
     head_dim = 128  # every released Wan model; not recoverable from shapes (q/k norms span all heads)
 
-    def _unprefixed(self, state_dict):
-        prefix = strip_common_prefix(list(state_dict), PREFIXES)
-        return {key[len(prefix):]: value for key, value in state_dict.items()}
-
     def to_original_names(self, state_dict):
-        state_dict = self._unprefixed(state_dict)
+        state_dict = unprefixed(state_dict)
         if "scale_shift_table" in state_dict:  # diffusers names
             return TRANSFORMER_KEYS.convert(state_dict, reverse=True)
         return state_dict
@@ -83,13 +71,13 @@ class WanI2V(BackboneAdapter):
         return {} if original is None else {"original": original, "comfy": original}
 
     def is_transformer(self, keys: KeyShapes) -> bool:
-        prefix = strip_common_prefix(list(keys), PREFIXES)
+        prefix = strip_common_prefix(list(keys))
         patch = keys.get(prefix + "patch_embedding.weight")
         wan = prefix + "head.modulation" in keys or prefix + "scale_shift_table" in keys
         return wan and patch is not None and patch[1] == 2 * self.latent_channels + self.temporal_compression
 
     def is_vae(self, keys: KeyShapes) -> bool:
-        prefix = strip_common_prefix(list(keys), PREFIXES)
+        prefix = strip_common_prefix(list(keys))
         original = keys.get(prefix + "decoder.conv1.weight")
         diffusers = keys.get(prefix + "decoder.conv_in.weight")
         conv = original if original is not None else diffusers
@@ -115,7 +103,7 @@ class WanI2V(BackboneAdapter):
                 text_dim=sd["text_embedding.0.weight"].shape[1],
                 freq_dim=sd["time_embedding.0.weight"].shape[1],
                 ffn_dim=sd["blocks.0.ffn.0.weight"].shape[0],
-                num_layers=_count(keys, r"blocks\.(\d+)\."),
+                num_layers=count_indexed(keys, r"blocks\.(\d+)\."),
                 cross_attn_norm="blocks.0.norm3.weight" in sd,
                 image_dim=sd["img_emb.proj.0.weight"].shape[0] if image else None,
                 added_kv_proj_dim=inner if image else None,
@@ -127,7 +115,7 @@ class WanI2V(BackboneAdapter):
     def vae_to_diffusers(self, state_dict):
         from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
-        state_dict = self._unprefixed(state_dict)
+        state_dict = unprefixed(state_dict)
         if "decoder.middle.0.residual.0.gamma" in state_dict:
             state_dict = convert_wan_vae_to_diffusers(state_dict)
         config = self.shipped_config(self.vae_config_file)
@@ -144,10 +132,9 @@ class WanI2V(BackboneAdapter):
         return torch.cat([noisy, mask, condition], dim=1)
 
     def prepare_conditioning(self, transformer, conditioning, batch, device, dtype):
-        kwargs = {key: value.to(device=device, dtype=dtype if value.is_floating_point() else value.dtype)
-                  for key, value in conditioning.items() if "mask" not in key}
-        kwargs = {key: value.expand(batch, *value.shape[1:]) if value.shape[0] == 1 else value
-                  for key, value in kwargs.items()}
+        # Wan's forward takes no attention masks: its text is zero-padded instead.
+        text = {key: value for key, value in conditioning.items() if "mask" not in key}
+        kwargs = self.conditioning_on_device(text, batch, device, dtype)
         if transformer.config.image_dim is not None and "encoder_hidden_states_image" not in kwargs:
             raise DreamActorError("conditioning: this Wan 2.1 image-to-video model needs the reference's CLIP "
                                   "image embedding (encoder_hidden_states_image)")
