@@ -146,8 +146,6 @@ def sample(
     """
     from .lora import lora_patches
 
-    if condition.ndim == 4:
-        condition, mask = condition.unsqueeze(0), mask.unsqueeze(0) if mask.ndim == 4 else mask
     _check_inputs(model, condition, mask, steps, solver, denoise, init_latent, cfg, negative)
     adapter, transformer = model.adapter, model.transformer
     device, dtype = next(transformer.parameters()).device, next(transformer.parameters()).dtype
