@@ -57,9 +57,16 @@ def test_chunks_cover_long_videos_with_constant_size():
 
 
 def test_state_is_restored_and_bad_inputs_are_errors(model):
-    tiling = model.vae.use_tiling
+    before = {k: v for k, v in vars(model.vae).items() if k == "use_tiling" or k.startswith("tile_")}
     video_vae.encode_video(model, canvas_frames(), tile_size=64)
-    assert model.vae.use_tiling == tiling
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        video_vae.decode_latent(model, torch.zeros(1, 32, 3, 4, 8), tile_size=32, progress=interrupt)
+    assert {k: v for k, v in vars(model.vae).items() if k == "use_tiling" or k.startswith("tile_")} == before
+    assert all(not m._forward_hooks for m in model.vae.modules())
     with pytest.raises(DreamActorError, match="4k\\+1 frames"):
         video_vae.encode_video(model, torch.zeros(8, 64, 128, 3))
     with pytest.raises(DreamActorError, match="IMAGE batch"):
