@@ -106,6 +106,9 @@ def _check_inputs(model: DreamActorModel, condition: torch.Tensor, mask: torch.T
     if any(size % p for size, p in zip(condition.shape[2:], patch)):
         raise DreamActorError(f"canvas latent: frames/height/width {list(condition.shape[2:])} must be multiples "
                               f"of the patch size {list(patch)}")
+    if condition.shape[-1] % (2 * patch[2]):
+        raise DreamActorError(f"canvas latent: width {condition.shape[-1]} must split into two halves of whole "
+                              f"{patch[2]}-wide patches, so the reference/motion seam falls between tokens")
     expected_mask = (condition.shape[0], adapter.mask_channels(), *condition.shape[2:])
     if tuple(mask.shape) != expected_mask:
         raise DreamActorError(f"mask: expected packed shape {list(expected_mask)} to match the canvas latent, "

@@ -111,6 +111,7 @@ def test_progress_counts_every_forward_and_an_interrupt_leaves_the_model_usable(
     (dict(negative=None), "negative"),
     (dict(condition=torch.zeros(1, 16, 3, 4, 8)), "canvas latent"),
     (dict(mask=torch.zeros(1, 1, 2, 4, 8)), "mask"),
+    (dict(condition=torch.zeros(1, 32, 3, 4, 7), mask=torch.zeros(1, 1, 3, 4, 7)), "seam"),
 ])
 def test_bad_inputs_are_clear_errors(model, condition, change, message):
     before = {k: v.clone() for k, v in model.transformer.state_dict().items()}
