@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from comfy_harness.server import PromptFailed
 from dreamactor_core import sampling
-from dreamactor_core.model_loading import load_transformer
+from dreamactor_core import vae as video_vae
+from dreamactor_core.model_loading import load_transformer, load_vae
 from dreamactor_core.tiny_models import tiny_text_conditioning, write_tiny_models
 from engine_fixtures import canvas_frames
 
@@ -82,3 +84,58 @@ def test_load_sample_decode_inside_comfyui(comfy):
     comfy.run(_prompt("tiny_hunyuan_video_15_diffusers", 1.0))
     assert not torch.allclose(comfy.probe("latent")["samples"], expected, atol=1e-3)
     assert torch.allclose(comfy.probe("latent_base")["samples"], expected, atol=1e-5)
+
+
+def test_vae_round_trip_inside_comfyui_equals_the_engine(comfy):
+    paths = write_tiny_models(comfy.models_dir)
+    comfy.feed("canvas", canvas_frames())
+    prompt = {
+        "vae": {"class_type": "DreamActorM2_LoadVAE", "inputs": {"vae_name": "tiny_hunyuan_video_15_vae_diffusers",
+                                                                 "precision": "fp32"}},
+        "canvas": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "canvas"}},
+        "encode": {"class_type": "DreamActorM2_EncodeCanvas", "inputs": {
+            "vae": ["vae", 0], "canvas": ["canvas", 0], "tile_frames": 4, "tile_overlap_frames": 0, "tile_size": 0}},
+        "decode": {"class_type": "DreamActorM2_DecodeLatent", "inputs": {
+            "vae": ["vae", 0], "samples": ["encode", 0], "tile_frames": 4, "tile_overlap_frames": 0, "tile_size": 0}},
+        "probe_latent": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["encode", 0], "name": "vae_latent"}},
+        "probe_frames": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["decode", 0], "name": "vae_frames"}},
+    }
+    comfy.run(prompt)
+    vae = load_vae(paths["vae"])
+    latent = video_vae.encode_video(vae, canvas_frames(), tile_frames=4, tile_overlap_frames=0, tile_size=0)
+    assert torch.allclose(comfy.probe("vae_latent")["samples"], latent, atol=1e-5)
+    frames = video_vae.decode_latent(vae, latent, tile_frames=4, tile_overlap_frames=0, tile_size=0)
+    assert torch.allclose(comfy.probe("vae_frames"), frames, atol=1e-5)
+
+
+@pytest.mark.parametrize("node, widget, source, target, message", [
+    ("DreamActorM2_LoadModel", "model_name", "vae/tiny_hunyuan_video_15_vae.safetensors", "diffusion_models",
+     "HunyuanVideo 1.5 VAE"),
+    ("DreamActorM2_LoadVAE", "vae_name", "diffusion_models/tiny_hunyuan_video_15.safetensors", "vae",
+     "HunyuanVideo 1.5 transformer"),
+])
+def test_a_misplaced_file_is_a_clear_node_error(comfy, node, widget, source, target, message):
+    write_tiny_models(comfy.models_dir)
+    name = "misplaced_" + source.split("/")[-1]
+    (comfy.models_dir / target / name).write_bytes((comfy.models_dir / source).read_bytes())
+    prompt = {"load": {"class_type": node, "inputs": {widget: name, "precision": "fp32"}},
+              "probe": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["load", 0], "name": "never"}}}
+    with pytest.raises(PromptFailed) as failure:
+        comfy.run(prompt)
+    assert failure.value.node_type == node and message in failure.value.exception_message
+
+
+def test_a_lora_for_another_backbone_is_a_clear_node_error(comfy):
+    write_tiny_models(comfy.models_dir)
+    write_tiny_models(comfy.models_dir, backbone="wan_i2v")
+    prompt = {
+        "model": {"class_type": "DreamActorM2_LoadModel", "inputs": {
+            "model_name": "tiny_hunyuan_video_15.safetensors", "precision": "fp32"}},
+        "lora": {"class_type": "DreamActorM2_LoadLora", "inputs": {
+            "model": ["model", 0], "lora_name": "tiny_wan_i2v_ffn_lora_kohya.safetensors", "strength": 1.0}},
+        "probe": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["lora", 1], "name": "never"}},
+    }
+    with pytest.raises(PromptFailed) as failure:
+        comfy.run(prompt)
+    assert failure.value.node_type == "DreamActorM2_LoadLora"
+    assert "matches none of the HunyuanVideo 1.5" in failure.value.exception_message
