@@ -23,6 +23,10 @@ from .model_loading import DreamActorModel
 from .progress import ProgressHook, report
 
 SOLVERS = ("euler", "heun", "dpmpp_2m")
+# How the canvas's empty regions (mask 0: the reference half after frame 0) reach the model:
+# "encoded_black" keeps the VAE encoding of black pixels (the paper's canvas); "zero_latent" zeroes
+# them in latent space, as diffusers' HunyuanVideo image-to-video pipelines do for missing frames.
+EMPTY_REGIONS = ("encoded_black", "zero_latent")
 
 
 def sigma_schedule(steps: int, shift: float, denoise: float = 1.0) -> list[float]:
@@ -89,7 +93,8 @@ def _window_weights(windows: list[list[int]], frames: int) -> list[torch.Tensor]
 
 
 def _check_inputs(model: DreamActorModel, condition: torch.Tensor, mask: torch.Tensor, steps: int,
-                  solver: str, denoise: float, init_latent: torch.Tensor | None, cfg: float, negative: Any) -> None:
+                  solver: str, denoise: float, init_latent: torch.Tensor | None, cfg: float, negative: Any,
+                  empty_regions: str) -> None:
     adapter = model.adapter
     if steps < 1:
         raise DreamActorError(f"steps: expected at least 1, got {steps}")
@@ -118,6 +123,8 @@ def _check_inputs(model: DreamActorModel, condition: torch.Tensor, mask: torch.T
                               "connect one or set denoise to 1")
     if cfg != 1.0 and negative is None:
         raise DreamActorError("negative: cfg other than 1 needs a negative conditioning (encode an empty prompt)")
+    if empty_regions not in EMPTY_REGIONS:
+        raise DreamActorError(f"empty_regions: expected one of {', '.join(EMPTY_REGIONS)}, got '{empty_regions}'")
 
 
 def sample(
@@ -136,6 +143,7 @@ def sample(
     init_latent: torch.Tensor | None = None,
     window_frames: int = 0,
     window_overlap: int = 2,
+    empty_regions: str = "encoded_black",
     progress: ProgressHook | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
@@ -144,12 +152,12 @@ def sample(
     condition: the canvas latent (normalised, from ``vae.encode_video``); mask: the canvas mask
     packed to latent resolution ([B, mask channels, T, H, W]). ``progress`` is called after every
     transformer forward (it may raise to interrupt); ``on_step(step, x0)`` after every step with
-    the current clean-latent estimate (for previews). LoRAs on ``model`` are applied for the run
-    and removed on the way out, also on error or interrupt.
+    the current clean-latent estimate (for previews). ``empty_regions``: see ``EMPTY_REGIONS``.
+    LoRAs on ``model`` are applied for the run and removed on the way out, also on error or interrupt.
     """
     from .lora import lora_patches
 
-    _check_inputs(model, condition, mask, steps, solver, denoise, init_latent, cfg, negative)
+    _check_inputs(model, condition, mask, steps, solver, denoise, init_latent, cfg, negative, empty_regions)
     adapter, transformer = model.adapter, model.transformer
     device, dtype = next(transformer.parameters()).device, next(transformer.parameters()).dtype
     sigmas = sigma_schedule(steps, adapter.default_shift if shift is None else shift, denoise)
@@ -159,6 +167,8 @@ def sample(
         sigmas[0] * noise + (1.0 - sigmas[0]) * init_latent.to(device, torch.float32))
     condition = condition.to(device, dtype)
     mask = mask.to(device, dtype)
+    if empty_regions == "zero_latent":
+        condition = condition * (mask.amax(dim=1, keepdim=True) > 0).to(dtype)
     guided = cfg != 1.0
     batch = condition.shape[0]
     texts = [adapter.prepare_conditioning(transformer, conditioning_kwargs(c), batch, device, dtype)

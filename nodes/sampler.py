@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..dreamactor_core.sampling import SOLVERS, sample
+from ..dreamactor_core.sampling import EMPTY_REGIONS, SOLVERS, sample
 from .model import MODEL_TYPE
 from .preview import sampler_progress
 from .registry import CATEGORY_ROOT
@@ -62,18 +62,21 @@ class Sampler:
                                           "frame); 0 samples all frames at once."}),
                 "window_overlap": ("INT", {"default": 2, "min": 0, "max": 32,
                                            "tooltip": "Latent frames shared by neighbouring windows, blended."}),
+                "empty_regions": (list(EMPTY_REGIONS), {"default": "encoded_black", "tooltip": "The canvas's empty "
+                                  "reference half after frame 0: encoded_black keeps the VAE's encoding of black "
+                                  "(the paper); zero_latent zeroes it in latent space (diffusers' I2V pipelines)."}),
             },
         }
 
     def run(self, model, positive, canvas_latent, mask, seed, steps, cfg, shift, solver, denoise,
-            negative=None, latent=None, window_frames=0, window_overlap=2) -> tuple:
+            negative=None, latent=None, window_frames=0, window_overlap=2, empty_regions="encoded_black") -> tuple:
         condition = canvas_latent["samples"]
         progress, on_step = sampler_progress(model.adapter.name, steps)
         result = sample(
             model, positive, condition, packed_mask(model, mask, condition), negative=negative, seed=seed,
             steps=steps, cfg=cfg, shift=shift, solver=solver, denoise=denoise,
             init_latent=None if latent is None else latent["samples"], window_frames=window_frames,
-            window_overlap=window_overlap, progress=progress, on_step=on_step,
+            window_overlap=window_overlap, empty_regions=empty_regions, progress=progress, on_step=on_step,
         )
         return ({"samples": result.cpu()},)
 

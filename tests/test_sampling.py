@@ -51,6 +51,23 @@ def test_every_solver_recovers_x0_from_a_perfect_velocity(model, solver):
     assert torch.allclose(result, target, atol=1e-5)
 
 
+@pytest.mark.parametrize("empty_regions", sampling.EMPTY_REGIONS)
+def test_empty_canvas_regions_reach_the_model_as_chosen(model, empty_regions):
+    seen = []
+
+    class Recorder(type(model.adapter)):
+        def predict_velocity(self, transformer, model_input, timestep, conditioning):
+            seen.append(model_input[:, 32:64].clone())
+            return torch.zeros_like(model_input[:, :32])
+
+    condition = torch.randn(LATENT) + 5.0
+    mask = canvas_mask(condition)
+    sampling.sample(DreamActorModel(model.transformer, Recorder(), "recorder"), {}, condition, mask, steps=1,
+                    cfg=1.0, empty_regions=empty_regions)
+    expected = condition * mask if empty_regions == "zero_latent" else condition
+    assert torch.equal(seen[0], expected)
+
+
 def test_cfg_one_ignores_the_negative(model, condition):
     assert torch.equal(_run(model, condition, cfg=1.0), _run(model, condition, cfg=1.0, negative=None))
 
@@ -107,6 +124,7 @@ def test_progress_counts_every_forward_and_an_interrupt_leaves_the_model_usable(
 @pytest.mark.parametrize("change, message", [
     (dict(steps=0), "steps"),
     (dict(solver="ddim"), "solver"),
+    (dict(empty_regions="grey"), "empty_regions"),
     (dict(denoise=0.5), "denoise < 1"),
     (dict(negative=None), "negative"),
     (dict(condition=torch.zeros(1, 16, 3, 4, 8)), "canvas latent"),
