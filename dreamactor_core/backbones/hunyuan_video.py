@@ -10,7 +10,7 @@ here reads the width from the tensor. The VAE's keys already are diffusers names
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -113,13 +113,13 @@ class HunyuanVideoI2V(BackboneAdapter):
     visual_ffn_pattern = re.compile(r"transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)")
     embedded_guidance = 6.0  # for checkpoints with a guidance embedder (guidance-distilled)
 
-    def to_original_names(self, state_dict):
+    def to_original_names(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         state_dict = unprefixed(state_dict)
         if "x_embedder.proj.weight" in state_dict:  # diffusers names
             return fuse_linear1(TRANSFORMER_KEYS.convert(state_dict, reverse=True))
         return state_dict
 
-    def foreign_module_names(self, diffusers_name):
+    def foreign_module_names(self, diffusers_name: str) -> dict[str, str]:
         original = TRANSFORMER_KEYS.module_name(diffusers_name, reverse=True)
         if original is None or ".linear1_" in original:
             return {}
@@ -140,7 +140,7 @@ class HunyuanVideoI2V(BackboneAdapter):
         group_norms = prefix + "encoder.conv_norm_out.weight" in keys
         return group_norms and conv_in is not None and conv_in[1] == self.latent_channels
 
-    def transformer_to_diffusers(self, state_dict):
+    def transformer_to_diffusers(self, state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         original = self.to_original_names(state_dict)
         return TRANSFORMER_KEYS.convert(split_linear1(original)), self._transformer_config(original)
 
@@ -170,7 +170,7 @@ class HunyuanVideoI2V(BackboneAdapter):
             raise DreamActorError(f"HunyuanVideo transformer file lacks the weight {missing}: incomplete file") from None
         return config
 
-    def vae_to_diffusers(self, state_dict):
+    def vae_to_diffusers(self, state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         state_dict = unprefixed(state_dict)
         blocks = sorted({int(m.group(1)) for k in state_dict if (m := re.match(r"encoder\.down_blocks\.(\d+)\.", k))})
         config = self.shipped_config(self.vae_config_file)
@@ -184,17 +184,18 @@ class HunyuanVideoI2V(BackboneAdapter):
         )
         return state_dict, config
 
-    def vae_to_original_names(self, state_dict):
+    def vae_to_original_names(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return dict(state_dict)
 
-    def spatial_tiling_kwargs(self, tile_size):
+    def spatial_tiling_kwargs(self, tile_size: int) -> dict[str, int]:
         stride = tile_size * 3 // 4
         # The pack tiles time itself; diffusers' own temporal tiling is pushed out of reach.
         return {"tile_sample_min_height": tile_size, "tile_sample_min_width": tile_size,
                 "tile_sample_stride_height": stride, "tile_sample_stride_width": stride,
                 "tile_sample_min_num_frames": 1 << 20}
 
-    def prepare_conditioning(self, transformer, conditioning, batch, device, dtype):
+    def prepare_conditioning(self, transformer: torch.nn.Module, conditioning: Mapping[str, torch.Tensor], batch: int,
+                             device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         kwargs = self.conditioning_on_device(conditioning, batch, device, dtype)
         if "pooled_projections" not in kwargs:
             raise DreamActorError("conditioning: HunyuanVideo needs the CLIP pooled text embedding (pooled_projections)")

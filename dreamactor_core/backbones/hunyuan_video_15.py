@@ -14,7 +14,7 @@ checkpoint's shapes, not from hard-coded full-size dimensions).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -148,7 +148,7 @@ class HunyuanVideo15(BackboneAdapter):
     visual_ffn_pattern = re.compile(r"transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)")
 
     # ----- naming -----
-    def to_original_names(self, state_dict):
+    def to_original_names(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Any supported layout (prefixed, ComfyUI, fused attention, diffusers) -> original names."""
         state_dict = unprefixed(state_dict)
         if "cond_type_embed.weight" in state_dict:  # already diffusers names
@@ -157,7 +157,7 @@ class HunyuanVideo15(BackboneAdapter):
             state_dict = {COMFY_NAMES.apply(key, reverse=True): value for key, value in state_dict.items()}
         return FUSED_ATTENTION.convert(state_dict)
 
-    def to_comfy_names(self, original):
+    def to_comfy_names(self, original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Original names -> ComfyUI's (fused attention), as ComfyUI-saved files carry them."""
         fused = FUSED_ATTENTION.convert(original, reverse=True)
         return {COMFY_NAMES.apply(key): value for key, value in fused.items()}
@@ -185,7 +185,7 @@ class HunyuanVideo15(BackboneAdapter):
         return rms_norms and conv_in is not None and conv_in[1] == self.latent_channels
 
     # ----- conversion -----
-    def transformer_to_diffusers(self, state_dict):
+    def transformer_to_diffusers(self, state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         original = self.to_original_names(state_dict)
         return TRANSFORMER_KEYS.convert(original), self._transformer_config(original)
 
@@ -216,7 +216,7 @@ class HunyuanVideo15(BackboneAdapter):
             raise DreamActorError(f"HunyuanVideo 1.5 transformer file lacks the weight {missing}: incomplete file") from None
         return config
 
-    def vae_to_diffusers(self, state_dict):
+    def vae_to_diffusers(self, state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         converted = VAE_KEYS.convert(unprefixed(state_dict))
         blocks = sorted({int(m.group(1)) for k in converted if (m := re.match(r"encoder\.down_blocks\.(\d+)\.", k))})
         widths = [converted[f"encoder.down_blocks.{i}.resnets.0.conv2.conv.weight"].shape[0] for i in blocks]
@@ -230,16 +230,17 @@ class HunyuanVideo15(BackboneAdapter):
         )
         return converted, config
 
-    def vae_to_original_names(self, state_dict):
+    def vae_to_original_names(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return VAE_KEYS.convert(state_dict, reverse=True)
 
-    def spatial_tiling_kwargs(self, tile_size):
+    def spatial_tiling_kwargs(self, tile_size: int) -> dict[str, int]:
         return {"tile_sample_min_height": tile_size, "tile_sample_min_width": tile_size,
                 "tile_latent_min_height": tile_size // self.spatial_compression,
                 "tile_latent_min_width": tile_size // self.spatial_compression}
 
     # ----- model input and call -----
-    def prepare_conditioning(self, transformer, conditioning, batch, device, dtype):
+    def prepare_conditioning(self, transformer: torch.nn.Module, conditioning: Mapping[str, torch.Tensor], batch: int,
+                             device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         kwargs = self.conditioning_on_device(conditioning, batch, device, dtype)
         config = transformer.config
         # No ByT5 glyph text and no image embedding: empty and masked (the canvas carries the image).

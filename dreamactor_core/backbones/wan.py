@@ -11,7 +11,7 @@ does not. The VAE normalises latents with per-channel mean and std.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -60,13 +60,13 @@ class WanI2V(BackboneAdapter):
     visual_ffn_pattern = re.compile(r"blocks\.\d+\.ffn\.net\.(0\.proj|2)")
     head_dim = 128  # every released Wan model; not recoverable from shapes (q/k norms span all heads)
 
-    def to_original_names(self, state_dict):
+    def to_original_names(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         state_dict = unprefixed(state_dict)
         if "scale_shift_table" in state_dict:  # diffusers names
             return TRANSFORMER_KEYS.convert(state_dict, reverse=True)
         return state_dict
 
-    def foreign_module_names(self, diffusers_name):
+    def foreign_module_names(self, diffusers_name: str) -> dict[str, str]:
         original = TRANSFORMER_KEYS.module_name(diffusers_name, reverse=True)
         return {} if original is None else {"original": original, "comfy": original}
 
@@ -84,7 +84,7 @@ class WanI2V(BackboneAdapter):
         wan = prefix + "decoder.middle.0.residual.0.gamma" in keys or prefix + "decoder.mid_block.resnets.0.norm1.gamma" in keys
         return wan and conv is not None and conv[1] == self.latent_channels
 
-    def transformer_to_diffusers(self, state_dict):
+    def transformer_to_diffusers(self, state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         original = self.to_original_names(state_dict)
         return TRANSFORMER_KEYS.convert(original), self._transformer_config(original)
 
@@ -112,7 +112,7 @@ class WanI2V(BackboneAdapter):
             raise DreamActorError(f"Wan transformer file lacks the weight {missing}: incomplete file") from None
         return config
 
-    def vae_to_diffusers(self, state_dict):
+    def vae_to_diffusers(self, state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
         state_dict = unprefixed(state_dict)
@@ -123,15 +123,16 @@ class WanI2V(BackboneAdapter):
                       z_dim=state_dict["decoder.conv_in.weight"].shape[1])
         return state_dict, config
 
-    def spatial_tiling_kwargs(self, tile_size):
+    def spatial_tiling_kwargs(self, tile_size: int) -> dict[str, int]:
         stride = tile_size * 3 // 4
         return {"tile_sample_min_height": tile_size, "tile_sample_min_width": tile_size,
                 "tile_sample_stride_height": stride, "tile_sample_stride_width": stride}
 
-    def pack_input(self, noisy, condition, mask):
+    def pack_input(self, noisy: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return torch.cat([noisy, mask, condition], dim=1)
 
-    def prepare_conditioning(self, transformer, conditioning, batch, device, dtype):
+    def prepare_conditioning(self, transformer: torch.nn.Module, conditioning: Mapping[str, torch.Tensor], batch: int,
+                             device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         # Wan's forward takes no attention masks: its text is zero-padded instead.
         text = {key: value for key, value in conditioning.items() if "mask" not in key}
         kwargs = self.conditioning_on_device(text, batch, device, dtype)
@@ -140,11 +141,11 @@ class WanI2V(BackboneAdapter):
                                   "image embedding (encoder_hidden_states_image)")
         return kwargs
 
-    def normalize_latent(self, vae, latent):
+    def normalize_latent(self, vae: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
         mean, std = self._stats(vae, latent)
         return (latent - mean) / std
 
-    def denormalize_latent(self, vae, latent):
+    def denormalize_latent(self, vae: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
         mean, std = self._stats(vae, latent)
         return latent * std + mean
 
