@@ -8,9 +8,12 @@ Prints:
  3. peak memory added by applying a rank-256 LoRA during sampling over the LoRA's own size
     (target <= 1.1x), fp32 and bf16 model;
  4. tiled decode peak working memory (peak minus the returned video) at 4x the frames over 1x
-    (target <= 1.2x), next to diffusers' untiled decode.
+    (target <= 1.2x), next to diffusers' untiled decode;
+ 5. transformer throughput: FLOPs of one forward (torch's flop counter) over its time. On a GPU the
+    full-size HunyuanVideo 1.5 (random bf16 weights) at a 480p canvas (33 frames, two 480x480 panels)
+    and its MFU against the GPU's dense bf16 peak; on CPU the tiny model, for information only.
 Memory is the peak of live tensor storage allocated during the measured call (a dispatch-mode
-counter), so allocator reuse cannot hide it. Transformer MFU at a 480p canvas needs a GPU and is not measured on CPU.
+counter), so allocator reuse cannot hide it.
 
     .venv/bin/python bench/sampler.py
 """
@@ -215,6 +218,55 @@ def bench_decode_memory() -> None:
               + ("; target <= 1.2x" if tiled else ""))
 
 
+# Dense bf16 tensor-core peak FLOP/s by GPU name (vendor datasheets, SXM parts).
+GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}
+
+
+def bench_throughput() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if torch.cuda.is_available():
+        device, dtype = torch.device("cuda"), torch.bfloat16
+        from accelerate import init_empty_weights
+
+        config = ADAPTER.shipped_config(ADAPTER.transformer_config_file)
+        with init_empty_weights():  # allocate straight in bf16 on the GPU (16.6 GB), never in fp32
+            transformer = ADAPTER.transformer_cls()(**config).to(dtype)
+        transformer = transformer.to_empty(device=device).eval()
+        with torch.no_grad():
+            for parameter in transformer.parameters():
+                parameter.normal_(0.0, 0.02)
+        latent = (1, 65, 9, 480 // 16, 960 // 16)
+        text = {"encoder_hidden_states": torch.randn(1, 256, config["text_embed_dim"]),
+                "encoder_attention_mask": torch.ones(1, 256)}
+        label = "full-size HunyuanVideo 1.5, 480p canvas"
+    else:
+        device, dtype = torch.device("cpu"), torch.float32
+        transformer, latent, text = build_tiny_transformer(), (1, 65, 3, 4, 8), tiny_text_conditioning()
+        label = "tiny model, CPU"
+    kwargs = ADAPTER.prepare_conditioning(transformer, text, 1, device, dtype)
+    hidden = torch.randn(latent, device=device, dtype=dtype)
+    timestep = torch.tensor([500.0], device=device, dtype=dtype)
+
+    def forward():
+        with torch.inference_mode():
+            ADAPTER.predict_velocity(transformer, hidden, timestep, kwargs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    with FlopCounterMode(display=False) as counter:
+        forward()
+    forward()
+    seconds = median_seconds(forward, 3)
+    achieved = counter.get_total_flops() / seconds
+    line = f"5. transformer throughput ({label}, {latent[2] * latent[3] * latent[4]} tokens): {achieved / 1e12:.3f} TFLOP/s"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name()
+        peak = next((value for key, value in GPU_PEAK_BF16.items() if key in name), None)
+        line += f", MFU {achieved / peak:.1%} of {name}'s bf16 peak" if peak else f" on {name} (peak unknown)"
+    print(line)
+
+
 def main() -> None:
     torch.set_num_threads(4)
     model = DreamActorModel(build_tiny_transformer(), ADAPTER, "tiny")
@@ -225,7 +277,7 @@ def main() -> None:
     bench_lora_memory(torch.float32)
     bench_lora_memory(torch.bfloat16)
     bench_decode_memory()
-    print("5. transformer MFU at a 480p canvas: needs a GPU; not measured on CPU")
+    bench_throughput()
 
 
 if __name__ == "__main__":
