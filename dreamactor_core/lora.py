@@ -25,6 +25,7 @@ import torch
 
 from . import checkpoints
 from .errors import DreamActorError
+from .model_loading import DreamActorModel
 
 _LORA_KEY = re.compile(
     r"^(?P<module>.+?)\.(?P<kind>lora_A|lora_B|lora_down|lora_up|alpha)(?:\.default)?(?:\.weight)?$"
@@ -35,6 +36,8 @@ _PREFIXES = ("base_model.model.", "model.diffusion_model.", "diffusion_model.", 
 
 @dataclass(frozen=True)
 class LoraLayer:
+    """One layer's low-rank pair; its delta is ``scale * up @ down``."""
+
     down: torch.Tensor  # A: [rank, in]
     up: torch.Tensor  # B: [out, rank]
     scale: float  # alpha / rank
@@ -61,7 +64,7 @@ def _strip(name: str) -> str:
     return name
 
 
-def _alias_table(model) -> dict[str, str]:
+def _alias_table(model: DreamActorModel) -> dict[str, str]:
     """Every accepted spelling of each linear layer -> its diffusers module name."""
     table: dict[str, str] = {}
     for name, module in model.transformer.named_modules():
@@ -85,7 +88,7 @@ def _metadata_alpha(metadata: dict[str, str]) -> float | None:
     return None
 
 
-def load_lora(path: str | Path, model) -> LoraWeights:
+def load_lora(path: str | Path, model: DreamActorModel) -> LoraWeights:
     """Read a LoRA file and match it to ``model``'s layers; a LoRA for another model is an error."""
     path = Path(path)
     keys, metadata = checkpoints.read_header(path)
@@ -108,7 +111,7 @@ def load_lora(path: str | Path, model) -> LoraWeights:
             unmatched.append(raw_name)
             continue
         module = model.transformer.get_submodule(target)
-        down, up = parts["down"].float(), parts["up"].float()
+        down, up = parts["down"], parts["up"]  # kept in the file's dtype; the hook casts per input
         if down.ndim != 2 or up.ndim != 2 or down.shape[1] != module.in_features or up.shape[0] != module.out_features:
             raise DreamActorError(
                 f"LoRA '{path.name}': layer '{raw_name}' has shape {list(up.shape)} x {list(down.shape)}, but "
@@ -116,7 +119,7 @@ def load_lora(path: str | Path, model) -> LoraWeights:
                 "the LoRA was trained for a different model size or backbone"
             )
         rank = down.shape[0]
-        alpha = float(parts["alpha"]) if "alpha" in parts else (metadata_alpha or rank)
+        alpha = float(parts["alpha"].float()) if "alpha" in parts else (metadata_alpha or rank)
         layers[target] = LoraLayer(down, up, alpha / rank)
     if not layers:
         raise DreamActorError(
@@ -144,7 +147,7 @@ def _hook(layer: LoraLayer, strength: float):
 
 
 @contextmanager
-def lora_patches(model) -> Iterator[None]:
+def lora_patches(model: DreamActorModel) -> Iterator[None]:
     """Apply ``model.loras`` (stacked, each with its strength) for the duration of the block."""
     handles = []
     try:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .errors import DreamActorError
+from .lora import lora_patches
 from .model_loading import DreamActorModel
 from .progress import ProgressHook, report
 
@@ -155,8 +156,6 @@ def sample(
     the current clean-latent estimate (for previews). ``empty_regions``: see ``EMPTY_REGIONS``.
     LoRAs on ``model`` are applied for the run and removed on the way out, also on error or interrupt.
     """
-    from .lora import lora_patches
-
     _check_inputs(model, condition, mask, steps, solver, denoise, init_latent, cfg, negative, empty_regions)
     adapter, transformer = model.adapter, model.transformer
     device, dtype = next(transformer.parameters()).device, next(transformer.parameters()).dtype
