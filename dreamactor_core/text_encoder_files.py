@@ -37,23 +37,24 @@ def load_text_encoder(path: str | Path, glyph_path: str | Path | None = None, *,
 
     ``path``: a diffusers pipeline folder (its ``text_encoder_2`` is the glyph encoder unless
     ``glyph_path`` is given) or a Qwen2.5-VL ``.safetensors`` file. ``glyph_path``: a ByT5 folder or
-    file, optional (without it, prompts with quoted text are refused). Tokenizers come from the
-    pipeline folder, the ``*_tokenizer_dir`` arguments, or a ``tokenizer`` folder beside the file.
+    file, optional (without it, prompts with quoted text are refused). Tokenizers next to the model
+    win (the pipeline's ``tokenizer``/``tokenizer_2``, a ``tokenizer``/``tokenizer_2`` folder beside a
+    single file); the ``*_tokenizer_dir`` arguments are the fallback (ComfyUI ships both).
     """
     path = Path(path)
     must_exist(path, FOLDER)
     pipeline_root = path.is_dir() and (path / "text_encoder").is_dir()
     if pipeline_root:
         mllm = from_pretrained("Qwen2_5_VLTextModel", path / "text_encoder", dtype, device, FOLDER)
-        tokenizer = _tokenizer("Qwen2Tokenizer", [tokenizer_dir, path / "tokenizer"], path)
+        tokenizer = _qwen_tokenizer([path / "tokenizer", tokenizer_dir], path)
         if glyph_path is None and (path / "text_encoder_2").is_dir():
-            glyph_path, glyph_tokenizer_dir = path / "text_encoder_2", glyph_tokenizer_dir or path / "tokenizer_2"
+            glyph_path = path / "text_encoder_2"
     elif path.is_dir():
         mllm = from_pretrained("Qwen2_5_VLTextModel", path, dtype, device, FOLDER)
-        tokenizer = _tokenizer("Qwen2Tokenizer", [tokenizer_dir, path, path / "tokenizer"], path)
+        tokenizer = _qwen_tokenizer([path, path / "tokenizer", tokenizer_dir], path)
     else:
         mllm = _mllm_from_file(path, dtype, device)
-        tokenizer = _tokenizer("Qwen2Tokenizer", [tokenizer_dir, path.parent / "tokenizer"], path)
+        tokenizer = _qwen_tokenizer([path.parent / "tokenizer", tokenizer_dir], path)
     glyph = glyph_tokenizer = None
     if glyph_path is not None:
         glyph_path = Path(glyph_path)
@@ -65,10 +66,10 @@ def load_text_encoder(path: str | Path, glyph_path: str | Path | None = None, *,
     return HunyuanVideo15TextEncoder(mllm, tokenizer, glyph, glyph_tokenizer, identity=identity)
 
 
-def _tokenizer(class_name: str, candidates: list[Path | str | None], model_path: Path) -> Any:
+def _qwen_tokenizer(candidates: list[Path | str | None], model_path: Path) -> Any:
     for candidate in candidates:
         if candidate is not None and (Path(candidate) / "tokenizer_config.json").is_file():
-            return transformers_class(class_name).from_pretrained(str(candidate), local_files_only=True)
+            return transformers_class("Qwen2Tokenizer").from_pretrained(str(candidate), local_files_only=True)
     searched = [str(candidate) for candidate in candidates if candidate is not None]
     raise MissingModelFile("tokenizer_config.json", FOLDER,
                            hint=f"no Qwen2.5 tokenizer for '{model_path.name}' (vocab.json, merges.txt, "
@@ -79,7 +80,7 @@ def _glyph_tokenizer(folder: Path | str | None, glyph_path: Path) -> Any:
     """ByT5 is byte-level: its tokenizer needs files only for the glyph model's extra color/font
     tokens, so a missing folder falls back to the plain byte tokenizer (same ids for plain text)."""
     byt5 = transformers_class("ByT5Tokenizer")
-    for candidate in (folder, glyph_path if glyph_path.is_dir() else None, glyph_path.parent / "tokenizer_2"):
+    for candidate in (glyph_path if glyph_path.is_dir() else None, glyph_path.parent / "tokenizer_2", folder):
         if candidate is not None and (Path(candidate) / "tokenizer_config.json").is_file():
             return byt5.from_pretrained(str(candidate), local_files_only=True)
     return byt5()

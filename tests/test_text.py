@@ -23,7 +23,8 @@ GLYPH_PROMPT = 'a robot holds a sign that says "HELLO" and “世界”'
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return write_tiny_encoders(tmp_path_factory.mktemp("encoders"))
+    root = tmp_path_factory.mktemp("models")
+    return write_tiny_encoders(root / "text_encoders", root / "clip_vision")
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +190,7 @@ def test_missing_tokenizer_names_the_file_and_where_it_looked(files, tmp_path):
         load_text_encoder(lonely)
     assert error.value.filename == "tokenizer_config.json" and error.value.folder == "text_encoders"
     assert str(lonely.parent / "tokenizer") in error.value.args[0]
+    assert load_text_encoder(lonely, tokenizer_dir=files["tokenizer"]).crop_start > 0  # the fallback
 
 
 def test_wrong_files_are_clear_errors(files, tmp_path):
@@ -312,3 +314,69 @@ def test_comfy_conditioning_is_converted():
 def test_comfy_conditioning_bad_inputs(bad, message):
     with pytest.raises(DreamActorError, match=message):
         from_comfy_conditioning(bad)
+
+
+# ----- inside real ComfyUI -----
+
+def _comfy_graph() -> dict:
+    return {
+        "load": {"class_type": "DreamActorM2_LoadTextEncoder", "inputs": {
+            "text_encoder_name": "tiny_qwen.safetensors", "glyph_encoder_name": "tiny_byt5.safetensors",
+            "precision": "fp32"}},
+        "encode": {"class_type": "DreamActorM2_TextEncode", "inputs": {
+            "text_encoder": ["load", 0], "prompt": GLYPH_PROMPT, "negative_prompt": ""}},
+        "load_image": {"class_type": "DreamActorM2_LoadImageEncoder", "inputs": {
+            "image_encoder_name": "tiny_siglip.safetensors", "precision": "fp32"}},
+        "reference": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "reference"}},
+        "embed": {"class_type": "DreamActorM2_ReferenceImageEmbed", "inputs": {
+            "positive": ["encode", 0], "negative": ["encode", 1], "image_encoder": ["load_image", 0],
+            "reference": ["reference", 0]}},
+        "native": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "native"}},
+        "convert": {"class_type": "DreamActorM2_FromComfyConditioning", "inputs": {
+            "positive": ["native", 0], "negative": ["native", 0]}},
+        "probe_positive": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["embed", 0], "name": "positive"}},
+        "probe_negative": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["embed", 1], "name": "negative"}},
+        "probe_converted": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["convert", 0], "name": "converted"}},
+    }
+
+
+@pytest.mark.comfy
+def test_text_nodes_inside_comfyui(comfy):
+    paths = write_tiny_encoders(comfy.models_dir / "text_encoders", comfy.base_dir / "models" / "clip_vision")
+    info = comfy.object_info("DreamActorM2_LoadTextEncoder")["DreamActorM2_LoadTextEncoder"]["input"]["required"]
+    assert {"tiny_qwen.safetensors", "tiny_hunyuan_video_15_pipeline"} <= set(info["text_encoder_name"][0])
+    assert not any("/" in name for name in info["text_encoder_name"][0])  # no files from inside the pipeline folder
+    reference = torch.rand(1, 24, 24, 3)
+    native = [[torch.randn(1, 6, 32), {"pooled_output": None, "conditioning_byt5small": torch.randn(1, 3, 16)}]]
+    comfy.feed("reference", reference)
+    comfy.feed("native", native)
+    comfy.run(_comfy_graph())
+
+    # Exactly what the engine makes from the same files.
+    encoder = load_text_encoder(paths["qwen"], paths["byt5"])
+    image = load_image_encoder(paths["siglip"]).encode(reference)
+    expected_positive = encoder.encode(GLYPH_PROMPT).with_image_embeds(image)
+    expected_negative = expected_positive.unconditional_like(encoder.encode(""))
+    for name, expected in (("positive", expected_positive), ("negative", expected_negative)):
+        probed = comfy.probe(name)["fields"]
+        assert probed["backbone"] == "hunyuan_video_15" and probed["prompt"] == expected.prompt
+        assert probed["tensors"].keys() == expected.tensors.keys()
+        assert all(torch.equal(probed["tensors"][key], expected.tensors[key]) for key in expected.tensors)
+    converted = comfy.probe("converted")["fields"]["tensors"]
+    assert torch.equal(converted["encoder_hidden_states"], native[0][0])
+    assert torch.equal(converted["encoder_hidden_states_2"], native[0][1]["conditioning_byt5small"])
+    assert converted["encoder_attention_mask"].tolist() == [[1] * 6]
+
+
+@pytest.mark.comfy
+def test_text_node_errors_inside_comfyui(comfy):
+    from comfy_harness.server import PromptFailed
+
+    paths = write_tiny_encoders(comfy.models_dir / "text_encoders", comfy.base_dir / "models" / "clip_vision")
+    graph = _comfy_graph()
+    graph = {"load": graph["load"] | {"inputs": graph["load"]["inputs"] | {"glyph_encoder_name": "none"}},
+             "encode": graph["encode"],
+             "probe": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["encode", 0], "name": "refused"}}}
+    with pytest.raises(PromptFailed, match="glyph"):
+        comfy.run(graph)
+    assert paths["byt5"].is_file()

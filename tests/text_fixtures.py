@@ -52,13 +52,13 @@ def tiny_models(seed: int = 0) -> dict[str, torch.nn.Module]:
             "siglip": SiglipVisionModel(SiglipVisionConfig(**SIGLIP_CONFIG)).eval()}
 
 
-def write_tiny_encoders(root: Path) -> dict[str, Path]:
-    """A diffusers pipeline folder and ComfyUI-style single files (text_encoders/, clip_vision/) of the
-    same weights; the Qwen file also in fp8 with per-tensor scales, as Comfy-Org ships it."""
+def write_tiny_encoders(text_dir: Path, vision_dir: Path) -> dict[str, Path]:
+    """In ComfyUI's text_encoders/ and clip_vision/ folders: a diffusers pipeline folder and single
+    files of the same weights; the Qwen file also in fp8 with per-tensor scales, as Comfy-Org ships it."""
     from transformers import ByT5Tokenizer, SiglipImageProcessor
 
     models = tiny_models()
-    pipeline = root / "tiny_hunyuan_video_15_pipeline"
+    pipeline = text_dir / "tiny_hunyuan_video_15_pipeline"
     models["qwen"].save_pretrained(pipeline / "text_encoder")
     write_qwen_tokenizer(pipeline / "tokenizer")
     models["byt5"].save_pretrained(pipeline / "text_encoder_2")
@@ -66,7 +66,6 @@ def write_tiny_encoders(root: Path) -> dict[str, Path]:
     models["siglip"].save_pretrained(pipeline / "image_encoder")
     SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(pipeline / "feature_extractor")
 
-    text_dir, vision_dir = root / "text_encoders", root / "clip_vision"
     text_dir.mkdir(parents=True, exist_ok=True)
     vision_dir.mkdir(parents=True, exist_ok=True)
     qwen = {f"model.{key}": value.contiguous() for key, value in models["qwen"].state_dict().items()}
