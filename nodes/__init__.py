@@ -3,11 +3,11 @@
 Each module exports NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS for its own nodes.
 """
 
-from . import lora, model, model_folders, pose, prompt, sampler, text, vae
+from . import canvas, lora, model, model_folders, pose, prompt, sampler, text, vae
 
 model_folders.register()
 
-_MODULES = (prompt, text, pose, model, lora, vae, sampler)
+_MODULES = (prompt, text, pose, canvas, model, lora, vae, sampler)
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
