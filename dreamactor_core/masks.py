@@ -28,10 +28,13 @@ MASK_LAYOUTS = (PER_LATENT_FRAME, FOLDED_TEMPORAL)
 
 
 def canvas_mask(layout: CanvasLayout) -> torch.Tensor:
-    """The pixel mask [total_frames, panel H, 2 x panel W] (float32, 0 or 1) of a built canvas."""
-    mask = torch.zeros(layout.total_frames, layout.panel_height, layout.canvas_width)
-    mask[0, :, :layout.panel_width] = 1.0
-    mask[:, :, layout.panel_width:] = 1.0
+    """The pixel mask [total_frames, panel H, 2 x panel W] (float32, 0 or 1) of a built canvas.
+    Every value is written once (no zero-fill first): the mask is as large as a channel of the canvas."""
+    mask = torch.empty(layout.total_frames, layout.panel_height, layout.canvas_width)
+    reference, motion = mask[:, :, :layout.panel_width], mask[:, :, layout.panel_width:]
+    reference[:1] = 1.0
+    reference[1:] = 0.0
+    motion[:] = 1.0
     return mask
 
 
