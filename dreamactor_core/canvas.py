@@ -1,4 +1,4 @@
-"""The spatiotemporal in-context canvas of DreamActor-M2 (../shared/method.md).
+"""The spatiotemporal in-context canvas of DreamActor-M2 (arXiv 2601.21716).
 
 Frame 0 is [reference | driving 0], every later frame [black | driving t]: T x H x 2W x 3, the
 reference half on the left, the motion half on the right. The backbone's VAE encodes it whole, so
@@ -89,7 +89,8 @@ class CanvasLayout:
             parts.append(f"{self.transition_frames} black transition frames (1 s at {self.fps:g} fps)")
         parts.append(f"{self.used_driving_frames} driving frames")
         if self.padded_frames:
-            parts.append(f"{self.padded_frames} repeat{'s' if self.padded_frames > 1 else ''} of the last driving frame")
+            plural = "s" if self.padded_frames > 1 else ""
+            parts.append(f"{self.padded_frames} repeat{plural} of the last driving frame")
         lines.append(f"frames: {' + '.join(parts)} = {self.total_frames} ({self.temporal}k+1)")
         if self.trimmed_frames:
             lines.append(f"trimmed the last {self.trimmed_frames} of {self.driving_frames} driving frames "

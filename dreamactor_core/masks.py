@@ -4,7 +4,7 @@ M_r (left half) is 1 on frame 0 and 0 later: only the first frame's reference is
 half) is 1 on every frame: the motion is given throughout (paper). The whole half is marked, padding
 included, because the model is told which half of the canvas is conditioning, not where the subject is.
 
-At latent resolution each backbone wants its own channel layout (../shared/backbone-notes.md):
+At latent resolution each backbone wants its own channel layout:
 - ``PER_LATENT_FRAME`` (HunyuanVideo / HunyuanVideo 1.5 image-to-video): one channel; latent frame 0
   is pixel frame 0 alone, latent frame j >= 1 covers pixel frames 1 + (j-1)t .. j t (t = temporal);
 - ``FOLDED_TEMPORAL`` (Wan 2.x image-to-video): ``temporal`` channels; pixel frame 0 repeated

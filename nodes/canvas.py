@@ -54,15 +54,17 @@ class BuildCanvas:
                 "height": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 1,
                                    "tooltip": "Panel height in pixels; 0 takes it from the reference (keeping its "
                                               "aspect ratio when width is set)."}),
-                "fit": (list(FIT_MODES), {"default": "pad", "tooltip": "pad: scale to fit inside the panel and fill "
-                                          "the rest (nothing lost); crop: scale to cover the panel and cut the overflow."}),
+                "fit": (list(FIT_MODES), {"default": "pad", "tooltip": "pad: scale to fit inside the panel and "
+                                          "fill the rest (nothing lost); crop: scale to cover the panel and cut "
+                                          "the overflow."}),
                 "frame_rule": (list(FRAME_RULES), {"default": "pad", "tooltip": "The VAE needs 4k+1 frames. pad: "
                                "repeat the last driving frame (removed again by Extract Result); trim: drop the "
                                "last driving frames."}),
                 "transition": ("BOOLEAN", {"default": True, "tooltip": "Lead in with one second of black driving "
                                            "frames (the paper's inference setting); Extract Result cuts it."}),
                 "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 240.0, "step": 0.5,
-                                  "tooltip": "Frame rate of the driving video: the transition lasts this many frames."}),
+                                  "tooltip": "Frame rate of the driving video: the one-second transition lasts "
+                                             "this many frames."}),
                 "background": ("STRING", {"default": "#000000", "tooltip": "Hex colour behind a transparent "
                                           "reference and in the reference panel's padding."}),
             },
@@ -73,7 +75,8 @@ class BuildCanvas:
                                      "to multiples of this (VAE factor x patch size: 16 for HunyuanVideo, "
                                      "HunyuanVideo 1.5 and Wan), so the seam falls between tokens."}),
                 "temporal": ("INT", {"default": DEFAULT_TEMPORAL, "min": 1, "max": 16,
-                                     "tooltip": "The VAE's temporal factor: frames are made a multiple of it, plus one."}),
+                                     "tooltip": "The VAE's temporal factor: the frame count is made a "
+                                                "multiple of it plus one."}),
             },
         }
 

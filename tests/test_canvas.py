@@ -71,6 +71,19 @@ def test_crop_covers_the_panel_and_records_what_was_cut():
     assert "columns 20..43" in layout.report()
 
 
+@pytest.mark.parametrize("fit", ["pad", "crop"])
+@pytest.mark.parametrize("driving_hw", [(1, 200), (200, 1), (3, 997), (31, 33)])
+def test_extreme_aspect_ratios_fill_exactly_their_panel_box(fit, driving_hw):
+    driving = torch.full((5, *driving_hw, 3), 0.5)
+    canvas, layout = build_canvas(_random(1, 32, 48, 3), driving, fit=fit)
+    box = layout.driving.panel_box
+    right = canvas[:, :, 48:]
+    assert torch.allclose(right[:, box.rows(), box.cols()], torch.full((5, box.height, box.width, 3), 0.5), atol=1e-6)
+    right[:, box.rows(), box.cols()] = 0.0
+    assert not right.any()  # everything outside the box is black padding
+    assert (box.height == 32 or box.width == 48) and (fit == "pad" or (box.height, box.width) == (32, 48))
+
+
 @pytest.mark.parametrize("width, height, panel", [(96, 0, (64, 96)), (0, 40, (48, 64)), (100, 60, (64, 96))])
 def test_explicit_sizes_keep_the_reference_aspect_and_round(width, height, panel):
     # A 40x60 (2:3) reference: width alone or height alone keeps 2:3; both override it.
@@ -186,7 +199,8 @@ def test_trim_that_would_leave_no_driving_frame_is_refused():
 
 def test_progress_is_reported_per_chunk_of_driving_frames():
     calls = []
-    build_canvas(_random(1, 16, 16, 3), _random(40, 16, 16, 3), progress=lambda done, total: calls.append((done, total)))
+    build_canvas(_random(1, 16, 16, 3), _random(40, 16, 16, 3),
+                 progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
 
 
