@@ -96,6 +96,22 @@ def test_identical_to_diffusers_encode_prompt(encoder, prompt):
     assert torch.equal(ours["encoder_attention_mask_2"], mask_2)
 
 
+def test_real_qwen_tokenizer_crop_is_diffusers_108_and_keeps_comfyuis_token_span():
+    """With the real Qwen2.5 tokenizer (ComfyUI ships it) the computed crop is the pipeline's constant,
+    and what survives the crop is the span ComfyUI keeps: the prompt and the template's tail."""
+    from comfy_harness.provision import ensure_comfyui
+    from transformers import Qwen2Tokenizer
+
+    tokenizer = Qwen2Tokenizer.from_pretrained(str(ensure_comfyui() / "comfy" / "text_encoders" / "qwen25_tokenizer"),
+                                               local_files_only=True)
+    diffusers_crop = inspect.signature(_pipeline_class()._get_mllm_prompt_embeds).parameters["crop_start"].default
+    assert text.template_prefix_length(tokenizer) == diffusers_crop == 108
+    messages = [{"role": "system", "content": text.SYSTEM_MESSAGE}, {"role": "user", "content": PROMPT}]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True).input_ids
+    tail = tokenizer(PROMPT + "<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False).input_ids
+    assert ids[108:] == tail
+
+
 def test_glyph_prompt_encodes_quoted_text(encoder):
     tensors = encoder.encode(GLYPH_PROMPT).tensors
     mask = tensors["encoder_attention_mask_2"]
