@@ -17,5 +17,7 @@ class MissingModelFile(DreamActorError, FileNotFoundError):
     def __init__(self, filename: str, folder: str, hint: str = "") -> None:
         message = f"model file '{filename}' not found: put it in the '{folder}' models folder"
         super().__init__(f"{message}. {hint}".strip() if hint else message)
-        self.filename = filename
+        # Not ``filename``: that is an OSError attribute, and setting it makes str() print
+        # "[Errno None] None: 'file'" instead of this message.
+        self.model_file = filename
         self.folder = folder

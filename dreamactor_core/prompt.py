@@ -53,4 +53,6 @@ def fuse_prompt(motion: str, appearance: str, template: str = DEFAULT_TEMPLATE) 
         raise DreamActorError(
             f"prompt template: unknown field {error}; use {{appearance}}, {{action}} or {{motion}}"
         ) from None
+    except ValueError as error:
+        raise DreamActorError(f"prompt template {template!r} is malformed: {error}") from None
     return _clean(text) + "."

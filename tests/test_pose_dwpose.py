@@ -129,7 +129,7 @@ def test_files_are_found_in_the_controlnet_aux_layout(dwpose_dir, tmp_path):
 def test_a_missing_file_names_the_file_and_the_folder(tmp_path):
     with pytest.raises(MissingModelFile) as missing:
         DWPose.from_dirs([tmp_path])
-    assert missing.value.filename == DETECTOR_FILE and missing.value.folder == "dreamactor_pose"
+    assert missing.value.model_file == DETECTOR_FILE and missing.value.folder == "dreamactor_pose"
     message = missing.value.args[0]
     assert "'yolox_l.onnx' not found" in message and "'dreamactor_pose' models folder" in message
     assert "yzd-v/DWPose" in message and str(tmp_path) in message

@@ -119,8 +119,6 @@ def test_a_bad_pose_keypoint_is_a_clear_node_error(comfy):
     assert "canvas size 0x64, expected both positive" in failure.value.exception_message
 
 
-@pytest.mark.xfail(strict=True, reason="dreamactor_core.errors.MissingModelFile sets OSError.filename, so its str() "
-                                       "is \"[Errno None] None: 'yolox_l.onnx'\" without the folder (lead's file)")
 def test_dwpose_without_its_files_names_the_file_and_the_folder(comfy):
     shutil.copy(opencv_sample("messi5.jpg"), comfy.input_dir / "messi5.jpg")
     prompt = {

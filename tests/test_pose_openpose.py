@@ -44,7 +44,7 @@ def test_files_are_found_in_the_annotators_layout_and_missing_ones_are_named(tmp
     assert find_model_file(BODY_FILE, [tmp_path / "ckpts"], ANNOTATORS_LAYOUT) == layout / BODY_FILE
     with pytest.raises(MissingModelFile) as missing:
         OpenPose.from_dirs([tmp_path / "ckpts"])
-    assert missing.value.filename == HAND_FILE and missing.value.folder == "dreamactor_pose"
+    assert missing.value.model_file == HAND_FILE and missing.value.folder == "dreamactor_pose"
     assert "lllyasviel/Annotators" in missing.value.args[0]
 
 

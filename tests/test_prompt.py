@@ -53,9 +53,6 @@ def test_unknown_template_field_is_a_clear_error(template):
         fuse_prompt("a person waves", "a bird", template)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="prompt.py catches KeyError/IndexError only: a malformed "
-                   "template ('{appearance') escapes as str.format's bare ValueError, not a DreamActorError naming "
-                   "the template input")
 def test_malformed_template_is_a_clear_error():
     with pytest.raises(DreamActorError, match="prompt template"):
         fuse_prompt("a person waves", "a bird", "{appearance")

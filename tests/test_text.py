@@ -188,13 +188,11 @@ def test_without_glyph_encoder_plain_prompts_encode_and_quotes_are_refused(files
 def test_missing_text_encoder_file_names_file_and_folder(files):
     with pytest.raises(MissingModelFile) as error:
         load_text_encoder(files["qwen"].parent / "qwen_2.5_vl_7b.safetensors")
-    assert error.value.filename == "qwen_2.5_vl_7b.safetensors" and error.value.folder == "text_encoders"
-    # args[0], not str(): MissingModelFile sets OSError.filename, which overrides its str() (known,
-    # xfailed in test_pose_nodes_comfy.py until errors.py is fixed).
-    assert "qwen_2.5_vl_7b.safetensors" in error.value.args[0] and "text_encoders" in error.value.args[0]
+    assert error.value.model_file == "qwen_2.5_vl_7b.safetensors" and error.value.folder == "text_encoders"
+    assert "qwen_2.5_vl_7b.safetensors" in str(error.value) and "text_encoders" in str(error.value)
     with pytest.raises(MissingModelFile) as error:
         load_text_encoder(files["qwen"], files["qwen"].parent / "byt5_small_glyphxl_fp16.safetensors")
-    assert error.value.filename == "byt5_small_glyphxl_fp16.safetensors"
+    assert error.value.model_file == "byt5_small_glyphxl_fp16.safetensors"
 
 
 def test_missing_tokenizer_names_the_file_and_where_it_looked(files, tmp_path):
@@ -204,7 +202,7 @@ def test_missing_tokenizer_names_the_file_and_where_it_looked(files, tmp_path):
     lonely.with_suffix(".json").write_text(files["qwen"].with_suffix(".json").read_text())
     with pytest.raises(MissingModelFile) as error:
         load_text_encoder(lonely)
-    assert error.value.filename == "tokenizer_config.json" and error.value.folder == "text_encoders"
+    assert error.value.model_file == "tokenizer_config.json" and error.value.folder == "text_encoders"
     assert str(lonely.parent / "tokenizer") in error.value.args[0]
     assert load_text_encoder(lonely, tokenizer_dir=files["tokenizer"]).crop_start > 0  # the fallback
 
@@ -294,7 +292,7 @@ def test_image_bad_inputs(files):
         encoder.encode(torch.rand(20, 20))
     with pytest.raises(MissingModelFile) as error:
         load_image_encoder(files["siglip"].parent / "sigclip_vision_patch14_384.safetensors")
-    assert error.value.folder == "clip_vision" and error.value.filename == "sigclip_vision_patch14_384.safetensors"
+    assert error.value.folder == "clip_vision" and error.value.model_file == "sigclip_vision_patch14_384.safetensors"
     with pytest.raises(DreamActorError, match="not a SigLIP"):
         load_image_encoder(files["byt5"])
 
@@ -358,7 +356,7 @@ def _comfy_graph() -> dict:
 
 @pytest.mark.comfy
 def test_text_nodes_inside_comfyui(comfy):
-    paths = write_tiny_encoders(comfy.models_dir / "text_encoders", comfy.base_dir / "models" / "clip_vision")
+    paths = write_tiny_encoders(comfy.models_dir / "text_encoders", comfy.models_dir / "clip_vision")
     info = comfy.object_info("DreamActorM2_LoadTextEncoder")["DreamActorM2_LoadTextEncoder"]["input"]["required"]
     assert {"tiny_qwen.safetensors", "tiny_hunyuan_video_15_pipeline"} <= set(info["text_encoder_name"][0])
     assert not any("/" in name for name in info["text_encoder_name"][0])  # no files from inside the pipeline folder
@@ -388,7 +386,7 @@ def test_text_nodes_inside_comfyui(comfy):
 def test_text_node_errors_inside_comfyui(comfy):
     from comfy_harness.server import PromptFailed
 
-    paths = write_tiny_encoders(comfy.models_dir / "text_encoders", comfy.base_dir / "models" / "clip_vision")
+    paths = write_tiny_encoders(comfy.models_dir / "text_encoders", comfy.models_dir / "clip_vision")
     graph = _comfy_graph()
     graph = {"load": graph["load"] | {"inputs": graph["load"]["inputs"] | {"glyph_encoder_name": "none"}},
              "encode": graph["encode"],

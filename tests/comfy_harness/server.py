@@ -22,7 +22,7 @@ from typing import Any
 
 from .values import load_value, save_value
 
-MODEL_FOLDERS = ("diffusion_models", "vae", "text_encoders", "loras", "dreamactor_pose")
+MODEL_FOLDERS = ("diffusion_models", "vae", "text_encoders", "clip_vision", "loras", "dreamactor_pose")
 PROBE_FOLDER = "dreamactor_probes"
 
 
@@ -149,7 +149,8 @@ class ComfyServer:
 
     # --- prompts -----------------------------------------------------------------------------
     def queue(self, prompt: dict) -> str:
-        """POST /prompt; a prompt that fails validation raises PromptFailed with the node errors."""
+        """POST /prompt; a prompt any of whose outputs fails validation raises PromptFailed with the
+        node errors (ComfyUI itself would quietly run the outputs that did validate)."""
         try:
             answer = self.post("/prompt", {"prompt": prompt, "client_id": self.client_id})
         except urllib.error.HTTPError as error:
@@ -158,6 +159,12 @@ class ComfyServer:
             text = message.get("message", str(message)) if isinstance(message, dict) else str(message)
             raise PromptFailed(f"prompt rejected: {text}: {json.dumps(details.get('node_errors'))}",
                                node_errors=details.get("node_errors")) from None
+        if answer.get("node_errors"):
+            # ComfyUI still runs the outputs that validated; a test must not mistake that for success.
+            self.post("/queue", {"delete": [answer["prompt_id"]]})
+            self.interrupt()
+            raise PromptFailed(f"prompt partly rejected: {json.dumps(answer['node_errors'])}",
+                               node_errors=answer["node_errors"])
         return answer["prompt_id"]
 
     def wait(self, prompt_id: str, timeout: float = 600.0) -> dict:
