@@ -16,12 +16,11 @@ import torch
 
 from ..errors import DreamActorError
 from .base import BackboneAdapter, KeyShapes
-from .hunyuan_video_15 import rope_axes_for
+from .hunyuan_video_15 import TOKEN_REFINER_RENAMES, rope_axes_for
 from .keymap import KeyMap, Rename, count_indexed, strip_common_prefix, unprefixed
 
 _D, _O = "transformer_blocks.{n}.", "double_blocks.{n}."
 _S_D, _S_O = "single_transformer_blocks.{n}.", "single_blocks.{n}."
-_R_D, _R_O = "context_embedder.token_refiner.refiner_blocks.{n}.", "txt_in.individual_token_refiner.blocks.{n}."
 
 TRANSFORMER_KEYS = KeyMap([
     Rename("time_in.mlp.0", "time_text_embed.timestep_embedder.linear_1"),
@@ -30,18 +29,7 @@ TRANSFORMER_KEYS = KeyMap([
     Rename("vector_in.out_layer", "time_text_embed.text_embedder.linear_2"),
     Rename("guidance_in.mlp.0", "time_text_embed.guidance_embedder.linear_1"),
     Rename("guidance_in.mlp.2", "time_text_embed.guidance_embedder.linear_2"),
-    Rename("txt_in.t_embedder.mlp.0", "context_embedder.time_text_embed.timestep_embedder.linear_1"),
-    Rename("txt_in.t_embedder.mlp.2", "context_embedder.time_text_embed.timestep_embedder.linear_2"),
-    Rename("txt_in.c_embedder.linear_1", "context_embedder.time_text_embed.text_embedder.linear_1"),
-    Rename("txt_in.c_embedder.linear_2", "context_embedder.time_text_embed.text_embedder.linear_2"),
-    Rename("txt_in.input_embedder", "context_embedder.proj_in"),
-    Rename(_R_O + "norm1", _R_D + "norm1"),
-    Rename(_R_O + "norm2", _R_D + "norm2"),
-    Rename(_R_O + "self_attn_qkv", _R_D + "attn.to_{qkv}", "split_qkv"),
-    Rename(_R_O + "self_attn_proj", _R_D + "attn.to_out.0"),
-    Rename(_R_O + "mlp.fc1", _R_D + "ff.net.0.proj"),
-    Rename(_R_O + "mlp.fc2", _R_D + "ff.net.2"),
-    Rename(_R_O + "adaLN_modulation.1", _R_D + "norm_out.linear"),
+    *TOKEN_REFINER_RENAMES,
     Rename("img_in.proj", "x_embedder.proj"),
     Rename(_O + "img_mod.linear", _D + "norm1.linear"),
     Rename(_O + "txt_mod.linear", _D + "norm1_context.linear"),

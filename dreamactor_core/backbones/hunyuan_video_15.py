@@ -27,12 +27,8 @@ _O = "double_blocks.{n}."
 _R_D = "context_embedder.token_refiner.refiner_blocks.{n}."
 _R_O = "txt_in.individual_token_refiner.blocks.{n}."
 
-# Original Tencent names -> diffusers names (the table of diffusers' conversion script).
-TRANSFORMER_KEYS = KeyMap([
-    Rename("time_in.mlp.0", "time_embed.timestep_embedder.linear_1"),
-    Rename("time_in.mlp.2", "time_embed.timestep_embedder.linear_2"),
-    Rename("time_r_in.mlp.0", "time_embed.timestep_embedder_r.linear_1"),
-    Rename("time_r_in.mlp.2", "time_embed.timestep_embedder_r.linear_2"),
+# The text token refiner, named alike in HunyuanVideo and HunyuanVideo 1.5 (both adapters use it).
+TOKEN_REFINER_RENAMES = [
     Rename("txt_in.t_embedder.mlp.0", "context_embedder.time_text_embed.timestep_embedder.linear_1"),
     Rename("txt_in.t_embedder.mlp.2", "context_embedder.time_text_embed.timestep_embedder.linear_2"),
     Rename("txt_in.c_embedder.linear_1", "context_embedder.time_text_embed.text_embedder.linear_1"),
@@ -45,6 +41,15 @@ TRANSFORMER_KEYS = KeyMap([
     Rename(_R_O + "mlp.fc1", _R_D + "ff.net.0.proj"),
     Rename(_R_O + "mlp.fc2", _R_D + "ff.net.2"),
     Rename(_R_O + "adaLN_modulation.1", _R_D + "norm_out.linear"),
+]
+
+# Original Tencent names -> diffusers names (the table of diffusers' conversion script).
+TRANSFORMER_KEYS = KeyMap([
+    Rename("time_in.mlp.0", "time_embed.timestep_embedder.linear_1"),
+    Rename("time_in.mlp.2", "time_embed.timestep_embedder.linear_2"),
+    Rename("time_r_in.mlp.0", "time_embed.timestep_embedder_r.linear_1"),
+    Rename("time_r_in.mlp.2", "time_embed.timestep_embedder_r.linear_2"),
+    *TOKEN_REFINER_RENAMES,
     Rename("byt5_in.layernorm", "context_embedder_2.norm"),
     Rename("byt5_in.fc1", "context_embedder_2.linear_1"),
     Rename("byt5_in.fc2", "context_embedder_2.linear_2"),
