@@ -26,7 +26,7 @@ from comfy_harness.server import ComfyServer  # noqa: E402
 from dreamactor_core.tiny_models import write_tiny_models  # noqa: E402
 from dreamactor_core.video_io import read_clip, write_video  # noqa: E402
 from real_data import skimage_photo, template_clip  # noqa: E402
-from text_fixtures import write_tiny_encoders  # noqa: E402
+from dreamactor_core.tiny_encoders import write_tiny_encoders  # noqa: E402
 
 BANNER = """
 ##############################################################################

@@ -11,7 +11,7 @@ import pytest
 
 from dreamactor_core.tiny_models import write_tiny_models
 from dreamactor_core.video_io import read_clip
-from text_fixtures import write_tiny_encoders
+from dreamactor_core.tiny_encoders import write_tiny_encoders
 
 pytestmark = pytest.mark.comfy
 

@@ -15,7 +15,7 @@ from dreamactor_core.errors import DreamActorError, MissingModelFile
 from dreamactor_core.image_embed import load_image_encoder, to_uint8_rgb
 from dreamactor_core.text import Conditioning, glyph_text
 from dreamactor_core.text_encoder_files import load_text_encoder
-from text_fixtures import write_tiny_encoders
+from dreamactor_core.tiny_encoders import write_tiny_encoders
 
 PROMPT = 'a gray bird with colorful feathers is waving its wings'
 GLYPH_PROMPT = 'a robot holds a sign that says "HELLO" and “世界”'

@@ -1,4 +1,4 @@
-"""Tiny random-weight HunyuanVideo 1.5 encoders written as real files, for the text tests.
+"""Tiny random-weight HunyuanVideo 1.5 encoders written as real files (tests, demo, CLI default).
 
 The same transformers classes diffusers' pipeline uses (Qwen2_5_VLTextModel, T5EncoderModel,
 SiglipVisionModel), widths matching the tiny transformer of ``dreamactor_core.tiny_models``

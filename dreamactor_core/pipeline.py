@@ -1,0 +1,150 @@
+"""One call from a reference picture and a driving clip to the animation, outside ComfyUI.
+
+The same core steps the shipped workflows wire as nodes, in the same order: driving signal (pose
+extraction, augmentation and skeleton rendering in pose mode; the raw frames in RGB mode) ->
+canvas -> VAE encode -> target-oriented text -> sampler (transformer + LoRAs) -> VAE decode ->
+result. The command line (``python -m dreamactor_core animate``) and the training's bootstrap stage
+(which animates new identities with the pose-based LoRA) are built on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from .canvas import build_canvas
+from .errors import DreamActorError
+from .lora import load_lora
+from .masks import canvas_mask, pack_latent_mask
+from .model_loading import DreamActorModel, DreamActorVAE, load_transformer, load_vae
+from .pose import augment, extract, render
+from .pose.types import PoseSequence
+from .progress import ProgressHook
+from .result import extract_result
+from .sampling import sample
+from .text import HunyuanVideo15TextEncoder
+from .text_encoder_files import load_text_encoder
+from .vae import decode_latent, encode_video
+
+Mode = Literal["pose", "rgb"]
+MODES: tuple[str, ...] = ("pose", "rgb")
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where the weights are: the files or diffusers folders the loader nodes take."""
+
+    transformer: Path
+    vae: Path
+    text_encoder: Path
+    glyph_encoder: Path | None = None
+    loras: tuple[tuple[Path, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class AnimationModels:
+    """The loaded transformer (with its LoRAs), VAE and text encoder."""
+
+    model: DreamActorModel
+    vae: DreamActorVAE
+    text_encoder: HunyuanVideo15TextEncoder
+
+
+@dataclass(frozen=True)
+class AnimationSettings:
+    """Everything the graph's widgets set. ``width``/``height`` are the panel (the canvas is twice
+    as wide); ``shift`` None takes the backbone's default."""
+
+    width: int = 512
+    height: int = 512
+    fit: str = "pad"
+    transition: bool = True
+    steps: int = 30
+    cfg: float = 6.0
+    shift: float | None = None
+    solver: str = "euler"
+    seed: int = 0
+    negative_prompt: str = ""
+    pose_backend: str = "mediapipe"
+    pose_model_dirs: tuple[str, ...] = ()
+    min_confidence: float = 0.3
+    bone_scale: tuple[float, float] | None = None  # (low, high): scale bones by factors drawn from U(low, high)
+    pose_seed: int = 0
+    tile_frames: int = 16
+    tile_size: int = 256
+
+
+@dataclass(frozen=True)
+class Animation:
+    """The result frames ``[T, H, W, 3]`` (0..1) at ``fps``, and the intermediate videos the
+    workflows preview: the driving signal (skeletons in pose mode) and the canvas."""
+
+    frames: torch.Tensor
+    fps: float
+    driving: torch.Tensor
+    canvas: torch.Tensor
+    poses: PoseSequence | None = field(default=None)
+
+
+def load_models(files: ModelFiles, *, dtype: torch.dtype = torch.float32,
+                device: str | torch.device = "cpu") -> AnimationModels:
+    """Load the three models and attach the LoRAs (a missing file names the folder it belongs in)."""
+    model = load_transformer(files.transformer, dtype=dtype, device=device)
+    for path, strength in files.loras:
+        model = model.with_lora(load_lora(path, model), strength)
+    return AnimationModels(
+        model=model,
+        vae=load_vae(files.vae, dtype=dtype, device=device),
+        text_encoder=load_text_encoder(files.text_encoder, files.glyph_encoder, dtype=dtype, device=device),
+    )
+
+
+def pose_driving(frames: torch.Tensor, settings: AnimationSettings,
+                 poses: PoseSequence | None = None) -> tuple[torch.Tensor, PoseSequence]:
+    """The pose-mode driving signal: extract (unless ``poses`` are given), augment (optional bone
+    scaling, then the clip's one box fitted into the panel) and render skeletons at panel size."""
+    if poses is None:
+        estimator = extract.make_estimator(settings.pose_backend, settings.pose_model_dirs, video=len(frames) > 1)
+        poses = extract.extract_poses(frames, estimator, settings.min_confidence)
+    factors = (augment.draw_bone_factors(settings.pose_seed, *settings.bone_scale)
+               if settings.bone_scale is not None else None)
+    panel = (settings.width, settings.height)
+    augmented = augment.augment_clip(poses, factors, panel)
+    return render.render_poses(augmented, *panel), poses
+
+
+def animate(models: AnimationModels, reference: torch.Tensor, driving: torch.Tensor, fps: float, *,
+            mode: Mode, prompt: str, settings: AnimationSettings = AnimationSettings(),
+            poses: PoseSequence | None = None, progress: ProgressHook | None = None) -> Animation:
+    """Animate ``reference`` ([1, H, W, C] or [H, W, C], 0..1, C = 3 or 4 with alpha) with ``driving`` frames ([T, H, W, 3])
+    in ``mode``. ``poses``: the driving clip's poses when already extracted (pose mode)."""
+    if mode not in MODES:
+        raise DreamActorError(f"mode: expected one of {', '.join(MODES)}, got '{mode}'")
+    transparency = None
+    if reference.shape[-1] == 4:  # an RGBA picture: transparent pixels show the canvas background
+        reference, transparency = reference[..., :3], 1.0 - reference[..., 3]
+    extracted = None
+    if mode == "pose":
+        driving, extracted = pose_driving(driving, settings, poses)
+    adapter = models.model.adapter
+    canvas, layout = build_canvas(
+        reference, driving, width=settings.width, height=settings.height, fit=settings.fit,
+        temporal=adapter.temporal_compression, transition=settings.transition, fps=fps,
+        reference_transparency=transparency,
+    )
+    condition = encode_video(models.vae, canvas, tile_frames=settings.tile_frames, tile_size=settings.tile_size)
+    mask = pack_latent_mask(canvas_mask(layout), adapter.spatial_compression, adapter.temporal_compression,
+                            adapter.mask_layout).unsqueeze(0)
+    positive, negative = models.text_encoder.encode_pair(prompt, settings.negative_prompt)
+    latent = sample(
+        models.model, positive, condition, mask, negative=negative if settings.cfg != 1.0 else None,
+        seed=settings.seed, steps=settings.steps, cfg=settings.cfg, shift=settings.shift, solver=settings.solver,
+        progress=progress,
+    )
+    decoded = decode_latent(models.vae, latent, tile_frames=settings.tile_frames, tile_size=settings.tile_size)
+    return Animation(frames=extract_result(decoded, layout), fps=layout.fps, driving=driving, canvas=canvas,
+                     poses=extracted)
+
