@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import DreamActorError, MissingModelFile
+from .train.cli import add_train_command
 
 TINY_BANNER = ("TINY RANDOM-WEIGHT MODELS: this run shows the pipeline works end to end; "
                "the video is noise, not a trained animation.")
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dreamactor_core", description="DreamActor-M2 engine")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_animate(commands)
+    add_train_command(commands)
     return parser
 
 

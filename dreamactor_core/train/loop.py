@@ -1,0 +1,201 @@
+"""The training loop both stages share, on accelerate: one process or many (DDP by default, FSDP
+with ``fsdp``), bf16 autocast on GPUs, gradient accumulation up to ``batch_size`` clips, periodic
+resumable checkpoints and LoRA files, and periodic sample renders.
+
+Order of work, so a bad input fails before anything is written or loaded for long: the caller
+prepares the clips (``data``), then prompts are encoded once (``text_cache``; the text encoder is
+freed before the transformer loads), then the warm-start LoRA is checked, and only then does
+training write anything. ``--out`` is replaced only by a complete file at the end.
+
+Determinism: step ``n``'s clips, augmentations, noise and noise levels come from generators seeded
+with (seed, process index, n, clip index), so a resumed run draws exactly what an uninterrupted one
+would have; the checkpoint restores the LoRA, the optimizer, the scheduler, the RNGs and the step.
+Clips of different lengths cannot share a tensor, so each process runs one clip at a time and
+accumulates gradients over ``batch_size`` clips (effective batch: batch_size x processes).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import DreamActorError
+from ..model_loading import load_transformer, load_vae
+from ..text_encoder_files import load_text_encoder
+from ..encoder_files import file_identity
+from .checkpointing import Progress, register_lora_hooks, resolve_resume, save_checkpoint
+from .config import TrainConfig
+from .data import Sample
+from .lora_peft import add_lora, apply_warm_start, lora_metadata, lora_tensors, read_warm_start, save_lora
+from .objective import Example, draw_noise_level, encode_example, flow_matching_loss
+from .samples import render_sample
+from .text_cache import TextEmbeddings
+
+Log = Callable[[str], None]
+HELD_CLIP = 2**31 - 1  # the generator stream of the sample render's held clip (never a step number)
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    """The weights to train on: files or diffusers folders, as ``pipeline.ModelFiles``."""
+
+    transformer: Path
+    vae: Path
+    text_encoder: Path
+    glyph_encoder: Path | None = None
+
+
+@dataclass(frozen=True)
+class StageData:
+    """A stage's prepared clips and how to turn one into a ``Sample``."""
+
+    name: str  # "pose" or "rgb": recorded in the LoRA's metadata
+    items: Sequence[Any]
+    make_sample: Callable[[Any, np.random.Generator, TrainConfig, int], Sample]
+    prompts: list[str]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    lora: Path
+    step: int
+    losses: list[float]  # the mean loss of each optimizer step run here (over clips and processes)
+
+
+def run_folders(out: Path) -> tuple[Path, Path]:
+    """(checkpoints, samples) folders that belong to the LoRA file ``out``."""
+    return out.parent / f"{out.stem}_checkpoints", out.parent / f"{out.stem}_samples"
+
+
+def _accelerator(config: TrainConfig):
+    from accelerate import Accelerator
+
+    kwargs: dict[str, Any] = {}
+    if config.fsdp:
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(use_orig_params=True)
+    precision = config.mixed_precision if torch.cuda.is_available() else "no"
+    return Accelerator(mixed_precision=precision, **kwargs)
+
+
+def _weights_dtype(accelerator) -> torch.dtype:
+    """The frozen weights' dtype: the autocast dtype on GPUs (halves their memory), else float32."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
+
+
+def _generator(config: TrainConfig, process: int, step: int, clip: int) -> np.random.Generator:
+    return np.random.default_rng([config.seed, process, step, clip])
+
+
+def train(stage: StageData, paths: ModelPaths, config: TrainConfig, out: str | Path, *, cache_dir: Path,
+          init_lora: Path | None = None, resume: str | None = None, log: Log = print) -> TrainResult:
+    """Train one stage's LoRA and write it to ``out``; returns the final step and the losses."""
+    if not stage.items:
+        raise DreamActorError(f"{stage.name} stage: no training clips")
+    out = Path(out)
+    checkpoint_root, samples_dir = run_folders(out)
+    accelerator = _accelerator(config)
+    main = accelerator.is_main_process
+    say: Log = log if main else (lambda _: None)
+    device, dtype = accelerator.device, _weights_dtype(accelerator)
+    texts = TextEmbeddings(cache_dir, file_identity(Path(paths.text_encoder)))
+    with accelerator.main_process_first():
+        texts.prepare([*stage.prompts, ""], lambda: load_text_encoder(paths.text_encoder, paths.glyph_encoder,
+                                                                       dtype=dtype, device=device), say)
+    model = load_transformer(paths.transformer, dtype=dtype, device=device)
+    adapter = model.adapter
+    if adapter.name != config.backbone:
+        raise DreamActorError(f"--transformer '{Path(paths.transformer).name}' is a {adapter.display_name} model, "
+                              f"but the config trains backbone '{config.backbone}'")
+    targets = adapter.visual_ffn_modules(model.transformer)
+    warm = read_warm_start(init_lora, model, targets, config.rank) if init_lora is not None else None
+    transformer = model.transformer
+    add_lora(transformer, targets, config.rank, config.lora_alpha())
+    if warm is not None:
+        apply_warm_start(transformer, warm, config.rank, config.lora_alpha())
+        say(f"warm start from {Path(init_lora).name}")
+    if config.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    transformer.train()
+    vae = load_vae(paths.vae, dtype=dtype, device=device)
+    temporal = adapter.temporal_compression
+    trainable = [p for p in transformer.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    warmup = max(1, config.warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    # The scheduler stays unprepared: accelerate would step it once per process per call.
+    ddp_model, optimizer = accelerator.prepare(transformer, optimizer)
+    progress = Progress()
+    accelerator.register_for_checkpointing(progress, scheduler)
+    register_lora_hooks(accelerator)
+    if resume is not None:
+        folder = resolve_resume(resume, checkpoint_root)
+        accelerator.load_state(str(folder))
+        say(f"resumed from {folder} at step {progress.step}")
+    say(f"{stage.name} stage: {len(stage.items)} clips, {sum(p.numel() for p in trainable):,} LoRA parameters on "
+        f"{len(targets)} layers, {accelerator.num_processes} process(es) on {device}, precision "
+        f"{accelerator.mixed_precision}, {config.max_steps - progress.step} steps to go")
+
+    def text_for(prompt: str) -> dict[str, torch.Tensor]:
+        return adapter.prepare_conditioning(transformer, texts.get(prompt), 1, device, dtype)
+
+    held: tuple[Example, float, str] | None = None
+    if main and config.sample_every > 0 and not config.fsdp:
+        held_sample = stage.make_sample(stage.items[0], _generator(config, 0, HELD_CLIP, 0), config, temporal)
+        held = (encode_example(held_sample, vae, config), held_sample.fps, held_sample.prompt)
+
+    losses: list[float] = []
+    while progress.step < config.max_steps:
+        step_loss = 0.0
+        for clip in range(config.batch_size):
+            rng = _generator(config, accelerator.process_index, progress.step, clip)
+            item = stage.items[int(rng.integers(len(stage.items)))]
+            example = encode_example(stage.make_sample(item, rng, config, temporal), vae, config)
+            noise_rng = torch.Generator().manual_seed(int(rng.integers(2**63)))
+            level = draw_noise_level(noise_rng, config, adapter)
+            noise = torch.randn(example.clean.shape, generator=noise_rng)
+            syncing = clip == config.batch_size - 1
+            with nullcontext() if syncing else accelerator.no_sync(ddp_model):
+                loss = flow_matching_loss(ddp_model, adapter, example, text_for(example.prompt), level, noise)
+                accelerator.backward(loss / config.batch_size)
+            step_loss += loss.item() / config.batch_size
+        if config.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        progress.step += 1
+        mean = accelerator.reduce(torch.tensor(step_loss, device=device), reduction="mean").item()
+        losses.append(mean)
+        if progress.step % max(1, config.log_every) == 0 or progress.step == config.max_steps:
+            say(f"step {progress.step}/{config.max_steps} loss {mean:.4f} lr {scheduler.get_last_lr()[0]:.2e}")
+        if config.checkpoint_every > 0 and progress.step % config.checkpoint_every == 0:
+            folder = save_checkpoint(accelerator, checkpoint_root, progress.step, config.keep_checkpoints)
+            _save(accelerator, ddp_model, checkpoint_root / f"{out.stem}-step{progress.step:08d}.safetensors",
+                  config, stage.name, progress.step, targets)
+            say(f"checkpoint {folder}")
+        if held is not None and progress.step % config.sample_every == 0:
+            example, fps, prompt = held
+            path = render_sample(transformer, adapter, vae, example, texts.get(prompt), texts.get(""), fps,
+                                 config.sample_steps, config.sample_cfg, samples_dir / f"step_{progress.step:08d}.mp4")
+            say(f"sample {path}")
+        accelerator.wait_for_everyone()
+    _save(accelerator, ddp_model, out, config, stage.name, progress.step, targets)
+    say(f"wrote {out} (step {progress.step})")
+    accelerator.end_training()
+    return TrainResult(out, progress.step, losses)
+
+
+def _save(accelerator, ddp_model: torch.nn.Module, path: Path, config: TrainConfig, stage: str, step: int,
+          targets: list[str]) -> None:
+    """Gather the LoRA (every process takes part: FSDP shards it) and write it from the main process."""
+    tensors = lora_tensors(accelerator.get_state_dict(ddp_model))
+    if accelerator.is_main_process:
+        save_lora(path, tensors, lora_metadata(config.backbone, config.rank, config.lora_alpha(), stage, step, targets))
+    accelerator.wait_for_everyone()

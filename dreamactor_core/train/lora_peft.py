@@ -1,0 +1,127 @@
+"""The trainable LoRA: peft adapters on the visual-stream FFN linears of a frozen backbone, saved in
+the layout the pack's own loader (``dreamactor_core.lora.load_lora``, the LoadLora node) reads.
+
+Paper: the backbone stays frozen and only the feed-forward layers of the visual stream get LoRA
+(rank 256); the text branch is untouched. The targets are ``adapter.visual_ffn_modules``, the same
+list the loader and the tiny test LoRAs use.
+
+File layout: diffusers/peft keys ``transformer.<module>.lora_A.weight`` / ``lora_B.weight`` (B not
+pre-scaled), the alpha in diffusers' ``lora_adapter_metadata`` JSON (which ``load_lora`` reads, and
+diffusers' own loader understands), plus plain metadata naming backbone, rank, alpha, stage, step and
+target modules, so a warm start can refuse a LoRA made for something else before touching weights.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from .. import checkpoints
+from ..errors import DreamActorError
+from ..lora import LoraLayer, load_lora
+from ..model_loading import DreamActorModel
+from .files import replacing
+
+PEFT_KEY = re.compile(r"^(?:module\.)?(?P<module>.+)\.lora_(?P<kind>[AB])(?:\.default)?\.weight$")
+
+
+def add_lora(transformer: torch.nn.Module, targets: list[str], rank: int, alpha: float) -> None:
+    """Freeze ``transformer`` and inject trainable float32 LoRA pairs into ``targets`` (B starts at
+    zero, so training starts from the unchanged backbone). float32 keeps small updates from rounding
+    away when the frozen weights are bf16."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if not targets:
+        raise DreamActorError("LoRA: the backbone has no visual feed-forward layers to train")
+    transformer.requires_grad_(False)
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0), transformer)
+    for name, parameter in transformer.named_parameters():
+        if ".lora_" in name:
+            parameter.data = parameter.data.float()
+            parameter.requires_grad_(True)
+
+
+def lora_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The LoRA pairs of a model state dict (plain, peft- or DDP-prefixed), keyed by module name
+    plus ``.lora_A`` / ``.lora_B``, detached on the CPU."""
+    out = {}
+    for key, value in state_dict.items():
+        match = PEFT_KEY.match(key)
+        if match:
+            out[f"{match['module']}.lora_{match['kind']}"] = value.detach().float().cpu().contiguous()
+    return out
+
+
+def load_lora_tensors(transformer: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy ``lora_tensors`` output back into an injected model; every pair must match exactly."""
+    own = {f"{m['module']}.lora_{m['kind']}": parameter for name, parameter in transformer.named_parameters()
+           if (m := PEFT_KEY.match(name))}
+    if set(own) != set(tensors):
+        missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+        raise DreamActorError(f"LoRA state does not match the model: missing {missing[:3]}, unexpected {extra[:3]}")
+    with torch.no_grad():
+        for key, parameter in own.items():
+            if parameter.shape != tensors[key].shape:
+                raise DreamActorError(f"LoRA state: '{key}' is {list(tensors[key].shape)}, the model's "
+                                      f"{list(parameter.shape)}")
+            parameter.copy_(tensors[key])
+
+
+def lora_metadata(backbone: str, rank: int, alpha: float, stage: str, step: int, targets: list[str]) -> dict[str, str]:
+    return {
+        "format": "pt", "backbone": backbone, "rank": str(rank), "alpha": repr(float(alpha)), "stage": stage,
+        "step": str(step), "target_modules": json.dumps(targets),
+        "lora_adapter_metadata": json.dumps({"r": rank, "lora_alpha": float(alpha), "target_modules": targets}),
+    }
+
+
+def save_lora(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write the LoRA file (temporary file, then renamed: an existing file survives a failed save)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    keyed = {f"transformer.{key}.weight": value for key, value in sorted(tensors.items())}
+    with replacing(path) as temporary:
+        save_file(keyed, str(temporary), metadata=metadata)
+    return path
+
+
+def read_warm_start(path: str | Path, model: DreamActorModel, targets: list[str], rank: int) -> dict[str, LoraLayer]:
+    """A previous stage's LoRA for ``model`` (the plain transformer, before injection), checked to
+    be for this backbone, these exact targets and this rank; any layout ``load_lora`` reads."""
+    path = Path(path)
+    if not path.is_file():
+        raise DreamActorError(f"--init-lora '{path}' does not exist")
+    _, metadata = checkpoints.read_header(path)
+    stored = metadata.get("backbone")
+    if stored is not None and stored != model.adapter.name:
+        raise DreamActorError(f"--init-lora '{path.name}' was trained for backbone '{stored}', but this run trains "
+                              f"'{model.adapter.name}'")
+    try:
+        weights = load_lora(path, model)
+    except DreamActorError as error:
+        raise DreamActorError(f"--init-lora: {error}") from error
+    layers = weights.layers
+    if weights.unmatched or set(layers) != set(targets):
+        missing = sorted(set(targets) - set(layers))
+        extra = sorted(set(layers) - set(targets)) + weights.unmatched
+        raise DreamActorError(f"--init-lora '{path.name}' targets other layers than the visual FFN of "
+                              f"{model.adapter.display_name}: missing {missing[:3]}, extra {extra[:3]}")
+    ranks = sorted({layer.down.shape[0] for layer in layers.values()})
+    if ranks != [rank]:
+        raise DreamActorError(f"--init-lora '{path.name}' has rank {ranks}, this run trains rank {rank}: "
+                              "set --rank to match")
+    return layers
+
+
+def apply_warm_start(transformer: torch.nn.Module, layers: dict[str, LoraLayer], rank: int, alpha: float) -> None:
+    """Copy ``read_warm_start``'s layers into the injected LoRA, rescaling B so the delta
+    (scale x B A) is the file's exactly whatever alpha either side used."""
+    scale = alpha / rank
+    load_lora_tensors(transformer, {
+        **{f"{name}.lora_A": layer.down.float() for name, layer in layers.items()},
+        **{f"{name}.lora_B": layer.up.float() * (layer.scale / scale) for name, layer in layers.items()},
+    })

@@ -1,0 +1,101 @@
+"""The training objective: the canvas exactly as inference builds it, and flow matching on the part
+of it the model generates.
+
+Condition: ``build_canvas(reference, driving)`` (frame 0 [reference | driving 0], later frames
+[black | driving t]), VAE-encoded, with ``canvas_mask`` packed to the latent grid: the very calls
+``pipeline.animate`` makes, so train and test inputs cannot drift apart.
+
+Clean latent x0: the TARGET canvas, [target frames | the same driving half], encoded by the same
+VAE. Its left half is what ``result.extract_result`` reads back after sampling.
+
+Loss region: the latent cells whose packed mask is 0 in every channel, i.e. the left (reference)
+half after latent frame 0. Latent frame 0 encodes pixel frame 0 alone (causal VAE) and there the
+left half is the given reference; the right half is the given driving signal on every frame. The
+sampler still denoises those given cells, but the model sees them in the condition channels, so a
+loss there would mostly teach copying and dilute the gradient of what is actually generated.
+Reading the region from the packed mask (not from a hard-coded half) keeps it right for the
+folded-temporal mask layout of Wan as well.
+
+Noise levels: logit-normal s = sigmoid(N(0, 1)) (SD3's choice; it favours the middle levels where
+the velocity is hardest to predict) or uniform, then time-shifted with the backbone's sampling shift
+(s' = shift s / (1 + (shift - 1) s), the sampler's own schedule), so training spends its steps at the
+noise levels inference visits. x_t = (1 - s) x0 + s noise, target v = noise - x0 (``sampling``'s
+convention), timestep = 1000 s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+
+from ..backbones.base import BackboneAdapter
+from ..canvas import build_canvas
+from ..errors import DreamActorError
+from ..masks import canvas_mask, pack_latent_mask
+from ..model_loading import DreamActorVAE
+from ..vae import encode_video
+from .config import TrainConfig
+from .data import Sample
+
+
+@dataclass(frozen=True)
+class Example:
+    """One sample in latent space, [1, C, T, H, W] each (mask: [1, mask channels, T, H, W])."""
+
+    condition: torch.Tensor
+    mask: torch.Tensor
+    clean: torch.Tensor  # x0: the target canvas latent
+    loss_region: torch.Tensor  # [1, 1, T, H, W]: 1 where the model generates
+    prompt: str
+
+
+def encode_example(sample: Sample, vae: DreamActorVAE, config: TrainConfig, tile_size: int = 256) -> Example:
+    """Sample frames -> condition latent, packed mask, target latent and loss region."""
+    adapter = vae.adapter
+    canvas_args = dict(width=config.width, height=config.height, fit=config.fit,
+                       temporal=adapter.temporal_compression, transition=False, fps=sample.fps)
+    canvas, layout = build_canvas(sample.reference, sample.driving, **canvas_args)
+    # The target frames placed as the canvas places pictures: build a canvas whose *driving* half is
+    # the target clip (same panel, same fit) and take that half; a panel-sized picture is placed the
+    # same way in either half.
+    placed, placed_layout = build_canvas(sample.reference, sample.target, **canvas_args)
+    if placed_layout.total_frames != layout.total_frames:
+        raise DreamActorError(f"sample {sample.source}: target and driving clips differ in length")
+    target = canvas.clone()
+    target[:, :, :layout.panel_width] = placed[:, :, layout.panel_width:]
+    mask = pack_latent_mask(canvas_mask(layout), adapter.spatial_compression, adapter.temporal_compression,
+                            adapter.mask_layout).unsqueeze(0)
+    condition = encode_video(vae, canvas, tile_size=tile_size)
+    clean = encode_video(vae, target, tile_size=tile_size)
+    region = (mask.amax(dim=1, keepdim=True) == 0).float()
+    # encode_video runs in inference mode; clones are ordinary tensors autograd may save.
+    return Example(condition.clone(), mask.clone(), clean.clone(), region, sample.prompt)
+
+
+def draw_noise_level(generator: torch.Generator, config: TrainConfig, adapter: BackboneAdapter) -> float:
+    """One noise level s in (0, 1): logit-normal or uniform, then shifted (see the module doc)."""
+    if config.timestep_sampling == "logit_normal":
+        raw = torch.sigmoid(torch.randn(1, generator=generator)).item()
+    else:
+        raw = torch.rand(1, generator=generator).item()
+    shift = adapter.default_shift if config.timestep_shift is None else config.timestep_shift
+    return shift * raw / (1.0 + (shift - 1.0) * raw)
+
+
+def flow_matching_loss(transformer: torch.nn.Module, adapter: BackboneAdapter, example: Example,
+                       text: Mapping[str, torch.Tensor], level: float, noise: torch.Tensor) -> torch.Tensor:
+    """MSE between predicted and true velocity over the loss region (``text`` from
+    ``adapter.prepare_conditioning``; ``noise`` shaped like the latent)."""
+    parameter = next(transformer.parameters())
+    device, dtype = parameter.device, parameter.dtype
+    clean = example.clean.to(device)
+    noise = noise.to(device)
+    noisy = (1.0 - level) * clean + level * noise
+    model_input = adapter.pack_input(noisy.to(dtype), example.condition.to(device, dtype), example.mask.to(device, dtype))
+    timestep = torch.full((clean.shape[0],), level * 1000.0, device=device, dtype=dtype)
+    predicted = adapter.predict_velocity(transformer, model_input, timestep, text).float()
+    region = example.loss_region.to(device)
+    squared = (predicted - (noise - clean)) ** 2 * region
+    return squared.sum() / (region.sum() * clean.shape[1])

@@ -1,0 +1,32 @@
+"""The periodic sample render: the sampler on a held clip with the LoRA as trained so far, so a run
+shows what it learns (the whole canvas is written: the generated left half beside its driving)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from ..backbones.base import BackboneAdapter
+from ..model_loading import DreamActorModel, DreamActorVAE
+from ..sampling import sample
+from ..vae import decode_latent
+from ..video_io import write_video
+from .objective import Example
+
+
+def render_sample(transformer: torch.nn.Module, adapter: BackboneAdapter, vae: DreamActorVAE, example: Example,
+                  positive: Mapping[str, torch.Tensor], negative: Mapping[str, torch.Tensor], fps: float,
+                  steps: int, cfg: float, path: Path, seed: int = 0) -> Path:
+    """Sample ``example``'s canvas with ``transformer`` (LoRA injected and active) and write it as mp4."""
+    was_training = transformer.training
+    transformer.eval()
+    try:
+        model = DreamActorModel(transformer, adapter, "training sample")
+        latent = sample(model, positive, example.condition, example.mask, negative=negative if cfg != 1.0 else None,
+                        seed=seed, steps=steps, cfg=cfg)
+        frames = decode_latent(vae, latent)
+    finally:
+        transformer.train(was_training)
+    return write_video(path, frames, fps)
