@@ -122,10 +122,11 @@ def run(args: argparse.Namespace) -> int:
         clips=ClipOptions(args.clip_frames, args.stride, args.max_frames),
         threshold=args.threshold, thumb=args.thumb, sheet_frames=args.sheet_frames, rows_per_sheet=args.sheet_rows,
     )
+    dtype = getattr(torch, PRECISIONS[args.precision])
     with tempfile.TemporaryDirectory(prefix="dreamactor-tiny-") as scratch:
-        models = load_models(_model_files(args, Path(scratch)), dtype=getattr(torch, PRECISIONS[args.precision]),
-                             device=args.device)
-        summary = run_bootstrap(job, models, log=lambda message: print(message, file=sys.stderr))
+        files = _model_files(args, Path(scratch))  # a missing file stops the run before any work
+        summary = run_bootstrap(job, lambda: load_models(files, dtype=dtype, device=args.device),
+                                log=lambda message: print(message, file=sys.stderr))
     print(f"kept {summary.kept}, rejected {summary.rejected}, skipped {summary.skipped}, "
           f"already done {summary.already_done}; manifest {args.out / 'manifest.jsonl'}, "
           f"report {args.out / 'report.jsonl'}")

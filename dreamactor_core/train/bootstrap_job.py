@@ -57,6 +57,16 @@ class BootstrapJob:
     sheet_frames: int = 4
     rows_per_sheet: int = 50
 
+    def __post_init__(self) -> None:
+        if not LOWEST <= self.threshold <= HIGHEST:
+            raise DreamActorError(f"threshold: expected a score on the {LOWEST:g}-{HIGHEST:g} scale, "
+                                  f"got {self.threshold}")
+        if not self.scorers or sum(s.weight for s in self.scorers) <= 0:
+            raise DreamActorError("scorers: at least one scorer with a positive weight is needed")
+        if self.thumb < 16 or self.sheet_frames < 1 or self.rows_per_sheet < 1:
+            raise DreamActorError(f"contact sheet: thumbnails of at least 16 px, 1 frame and 1 row per sheet "
+                                  f"needed, got {self.thumb} px, {self.sheet_frames} frames, {self.rows_per_sheet} rows")
+
 
 @dataclass
 class Summary:
@@ -128,11 +138,18 @@ class _SourceClip:
 class _Run:
     """The state of one run: the job, the models, the output files and the counts."""
 
-    def __init__(self, job: BootstrapJob, models: AnimationModels, log: Log) -> None:
-        self.job, self.models, self.log = job, models, log
+    def __init__(self, job: BootstrapJob, load_models: Callable[[], AnimationModels], log: Log) -> None:
+        self.job, self.log = job, log
+        self._load_models, self._models = load_models, None
         self.summary = Summary()
         self.extract_poses = _pose_extractor(job.settings)
         self.manifest, self.report = job.out / MANIFEST, job.out / REPORT
+
+    def models(self) -> AnimationModels:
+        """The models, loaded for the first pair that needs them (a finished dataset loads none)."""
+        if self._models is None:
+            self._models = self._load_models()
+        return self._models
 
     def relative(self, path: Path) -> str:
         return Path(os.path.relpath(path, self.job.out)).as_posix()
@@ -145,7 +162,7 @@ class _Run:
     def pair(self, clip: _SourceClip, identity: Identity, identity_copy: Path) -> None:
         """Generate, score and record one (clip, identity) pair."""
         job, folder = self.job, clip.target.parent
-        result = animate(self.models, identity.picture, clip.frames, clip.fps, mode="pose",
+        result = animate(self.models(), identity.picture, clip.frames, clip.fps, mode="pose",
                          prompt=fuse_prompt(clip.prompt, identity.appearance), settings=job.settings,
                          poses=clip.poses)
         driving = _write_atomically(folder / f"{identity.name}.mp4",
@@ -211,11 +228,13 @@ class _Run:
         return None
 
 
-def run_bootstrap(job: BootstrapJob, models: AnimationModels, log: Log = lambda message: None) -> Summary:
+def run_bootstrap(job: BootstrapJob, load_models: Callable[[], AnimationModels],
+                  log: Log = lambda message: None) -> Summary:
     """Make, score and record every pending (source clip, identity) pair, then redraw the contact
-    sheets from every scored pair so far (this run's and earlier ones'), best score first."""
-    if not LOWEST <= job.threshold <= HIGHEST:
-        raise DreamActorError(f"threshold: expected a score on the {LOWEST:g}-{HIGHEST:g} scale, got {job.threshold}")
+    sheets from every scored pair so far (this run's and earlier ones'), best score first.
+
+    ``load_models`` is called once, when the first pair is generated: bad inputs are found before
+    loading anything, and a re-run with nothing left to do loads nothing."""
     videos = find_videos(job.sources)
     identities = load_identities(job.identities)
     done = _done_pairs(job.out)
@@ -223,7 +242,7 @@ def run_bootstrap(job: BootstrapJob, models: AnimationModels, log: Log = lambda 
     for identity in identities:
         if not copies[identity.name].is_file():
             _save_picture(identity.picture, copies[identity.name])
-    run = _Run(job, models, log)
+    run = _Run(job, load_models, log)
     for video in videos:
         run.video(video, identities, done, copies)
     scored = sorted((o for o in read_report(run.report) if o.sheet_row and (job.out / o.sheet_row).is_file()),
