@@ -191,7 +191,8 @@ def runs(tiny, inputs, tmp_path_factory):
 def test_kept_triplets_read_back_with_their_files(runs, inputs):
     out = runs[0]
     triplets = read_manifest(out / "manifest.jsonl")
-    assert sorted(t.source for t in triplets) == ["cartoons/girl.webp#0", "dancer.webp#0"]
+    clips = ["cartoons/girl.webp#frames0-16step2", "dancer.webp#frames0-16step2"]  # frames 0-16, every 2nd
+    assert sorted(t.source for t in triplets) == clips
     for triplet in triplets:
         assert triplet.identity == out / "identities" / "astronaut.png"
         generated, target = read_clip(triplet.driving).frames, read_clip(triplet.target).frames
@@ -201,7 +202,7 @@ def test_kept_triplets_read_back_with_their_files(runs, inputs):
         assert target.shape[1:3] == source.shape[:2]  # V_src at its own size
         assert np.array_equal(read_image(triplet.reference), source)  # V_src[0], lossless
     prompts = {t.source: t.prompt for t in triplets}
-    assert prompts == {"dancer.webp#0": "a person is dancing", "cartoons/girl.webp#0": "a girl is dancing"}
+    assert prompts == {clips[0]: "a girl is dancing", clips[1]: "a person is dancing"}  # girl.txt, or --motion
 
 
 def test_threshold_keeps_exactly_the_pairs_scored_above_it(runs):

@@ -54,6 +54,12 @@ class ClipOptions:
         return [range(start, start + self.clip_frames)
                 for start in range(0, frames - self.clip_frames + 1, self.clip_frames)]
 
+    def clip_name(self, span: range) -> str:
+        """A clip's name in the video's own frame numbers, e.g. ``frames0-96step2``: it names the
+        frames exactly, so a re-run with another stride or clip length never mistakes old clips
+        for its own."""
+        return f"frames{span.start * self.stride}-{(span.stop - 1) * self.stride}step{self.stride}"
+
 
 def _folder(path: Path, what: str) -> Path:
     if not path.is_dir():

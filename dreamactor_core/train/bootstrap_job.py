@@ -4,7 +4,7 @@ and the pairs above the threshold become triplets (driving V_o, reference V_src[
 
 Output folder layout: ``manifest.jsonl`` (kept triplets, ``train.manifest``), ``report.jsonl``
 (every outcome, ``report``), ``contact_sheet_NNN.png`` (the manual check), ``identities/`` (copies
-of the identity pictures, so the folder is self-contained), ``clips/<video>/clipNNN/``
+of the identity pictures, so the folder is self-contained), ``clips/<video>/<clip name>/``
 (``target.mp4``, ``reference.png``, one ``<identity>.mp4`` V_o and ``<identity>_row.png`` per pair).
 
 Safe to interrupt and re-run: every file is written under a temporary name and renamed when
@@ -65,7 +65,8 @@ class BootstrapJob:
             raise DreamActorError("scorers: at least one scorer with a positive weight is needed")
         if self.thumb < 16 or self.sheet_frames < 1 or self.rows_per_sheet < 1:
             raise DreamActorError(f"contact sheet: thumbnails of at least 16 px, 1 frame and 1 row per sheet "
-                                  f"needed, got {self.thumb} px, {self.sheet_frames} frames, {self.rows_per_sheet} rows")
+                                  f"needed, got {self.thumb} px, {self.sheet_frames} frames, "
+                                  f"{self.rows_per_sheet} rows")
 
 
 @dataclass
@@ -126,7 +127,7 @@ def _row_lines(source: str, identity: str, kept: bool, score: float, scores: dic
 class _SourceClip:
     """One clip of a source video, as every pair made from it needs it."""
 
-    key: str  # "<video>#<clip index>"
+    key: str  # "<video>#<clip name>"
     frames: torch.Tensor
     fps: float
     poses: PoseSequence
@@ -200,30 +201,32 @@ class _Run:
         if not spans:
             return self.skip(name, f"{len(decoded.frames)} frames (after stride), fewer than one clip of "
                                    f"{job.clips.clip_frames}")
-        pending = [(index, span, [i for i in identities if (f"{name}#{index}", i.name) not in done])
-                   for index, span in enumerate(spans)]
-        pending = [item for item in pending if item[2]]
-        self.summary.already_done += len(spans) * len(identities) - sum(len(todo) for _, _, todo in pending)
-        if not pending:
+        clips = [(span, job.clips.clip_name(span)) for span in spans]
+        todo = {clip_name: [i for i in identities if (f"{name}#{clip_name}", i.name) not in done]
+                for _, clip_name in clips}
+        self.summary.already_done += len(clips) * len(identities) - sum(map(len, todo.values()))
+        if not any(todo.values()):
             return None
         frames = to_unit_frames(decoded.frames)
         poses = self.extract_poses(frames)
         if augment.clip_box(poses) is None:
             return self.skip(name, f"no person found in any frame by the {job.settings.pose_backend} pose estimator")
-        for index, span, todo in pending:
-            key = f"{name}#{index}"
+        for span, clip_name in clips:
+            if not todo[clip_name]:
+                continue
+            key = f"{name}#{clip_name}"
             clip_poses = PoseSequence(poses.frames[span.start:span.stop], poses.width, poses.height)
             if augment.clip_box(clip_poses) is None:
-                self.skip(key, f"no person found in frames {span.start}-{span.stop - 1}")
+                self.skip(key, "no person found in these frames")
                 continue
-            folder = job.out / "clips" / name.replace("/", "__") / f"clip{index:03d}"
+            folder = job.out / "clips" / name.replace("/", "__") / clip_name
             clip = _SourceClip(key, frames[span.start:span.stop], decoded.fps, clip_poses,
                                sidecar_text(video) or job.motion, folder / "target.mp4", folder / "reference.png")
             if not clip.target.is_file():
                 _write_atomically(clip.target, lambda target: write_video(target, clip.frames, clip.fps))
             if not clip.reference.is_file():
                 _save_picture(clip.frames[0], clip.reference)
-            for identity in todo:
+            for identity in todo[clip_name]:
                 self.pair(clip, identity, copies[identity.name])
         return None
 

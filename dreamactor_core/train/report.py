@@ -28,7 +28,7 @@ class Outcome:
     Paths are relative to the report's folder; ``identity`` is empty for a skipped video or clip.
     """
 
-    source: str  # "<video path relative to the sources folder>#<clip index>", or the video alone
+    source: str  # "<video path relative to the sources folder>#<clip name>", or the video alone
     identity: str  # the identity picture's name
     status: Status
     score: float | None = None  # the combined score (1-5), None when skipped

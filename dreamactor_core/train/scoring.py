@@ -40,7 +40,7 @@ class ScoringInputs:
     source_poses: PoseSequence  # the poses that drove V_o, at the source clip's size
     extract_poses: Callable[[torch.Tensor], PoseSequence]  # the same estimator, for V_o
     fps: float = 24.0
-    source_name: str = ""  # e.g. "dance.mp4#0" (video and clip index), for scorers that cache
+    source_name: str = ""  # e.g. "dance.mp4#frames0-48step1" (video and clip), for scorers that cache
     identity_name: str = ""  # the identity picture's name
 
     @cached_property
