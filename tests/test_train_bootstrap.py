@@ -4,7 +4,6 @@ report, contact sheet, threshold, interrupt and resume, bad inputs."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dreamactor_core.cli import main
 from dreamactor_core.errors import DreamActorError
 from dreamactor_core.pipeline import AnimationSettings, ModelFiles, load_models
 from dreamactor_core.pose import extract
@@ -260,14 +260,28 @@ def test_contact_sheet_has_one_row_per_scored_pair_best_first(runs):
 
 
 # --- the command and bad inputs --------------------------------------------------------------------
-def _command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    bootstrap.add_command(parser.add_subparsers())
-    args = parser.parse_args(["bootstrap", *argv])
-    return args.run(args)
+TINY_ARGS = ["--tiny", "--width", "64", "--height", "64", "--clip-frames", "9", "--stride", "2", "--max-frames", "9",
+             "--steps", "2"]
 
 
-def test_folder_problems_stop_the_run_before_any_model_loads(inputs, tmp_path):
+def _command(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``python -m dreamactor_core train bootstrap ARGV``: exit code, stdout, stderr."""
+    capsys.readouterr()
+    code = main(["train", "bootstrap", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_command_resumes_a_finished_dataset_without_generating(runs, inputs, capsys):
+    sources, identities = inputs
+    code, out, _ = _command(["--sources", str(sources), "--identities", str(identities), "--out", str(runs[0]),
+                             *TINY_ARGS], capsys)
+    assert code == 0
+    assert "kept 0, rejected 0, skipped 3, already done 4" in out
+    assert "contact_sheet_001.png" in out
+
+
+def test_folder_problems_stop_the_run_before_any_model_loads(inputs, tmp_path, capsys):
     def never():
         raise AssertionError("models loaded")
 
@@ -295,19 +309,22 @@ def test_folder_problems_stop_the_run_before_any_model_loads(inputs, tmp_path):
         BootstrapJob(sources, identities, tmp_path, (WeightedScorer("five", lambda _: 5.0),), threshold=7)
     with pytest.raises(DreamActorError, match="below the clip length"):
         ClipOptions(clip_frames=9, max_frames=5)
-    with pytest.raises(DreamActorError, match="--transformer, --vae, --text-encoder, --lora: required"):
-        _command(["--sources", str(sources), "--identities", str(identities), "--out", str(tmp_path / "o")])
+    code, _, err = _command(["--sources", str(sources), "--identities", str(identities), "--out",
+                             str(tmp_path / "o")], capsys)
+    assert code == 2 and "--transformer, --vae, --text-encoder, --lora: required" in err
+    code, _, err = _command(["--sources", str(sources), "--identities", str(identities), "--out",
+                             str(tmp_path / "o"), "--tiny", "--scorer", "sharpness"], capsys)
+    assert code == 2 and "scorer 'sharpness': not one of pose_agreement" in err
 
 
-def test_command_rejects_a_lora_for_another_backbone(inputs, tmp_path):
+def test_command_rejects_a_lora_for_another_backbone(inputs, tmp_path, capsys):
     from safetensors.torch import save_file
 
     wan_lora = tmp_path / "wan_pose_lora.safetensors"
     save_file(ffn_lora_state_dict(build_tiny_transformer("wan_i2v"), "wan_i2v"), str(wan_lora))
     sources, identities = inputs
-    with pytest.raises(DreamActorError, match="wan_pose_lora.safetensors' matches none"):
-        _command(["--sources", str(sources), "--identities", str(identities), "--out", str(tmp_path / "o"),
-                  "--tiny", "--lora", str(wan_lora), "--width", "64", "--height", "64", "--clip-frames", "9",
-                  "--stride", "2", "--max-frames", "9", "--steps", "2"])
+    code, _, err = _command(["--sources", str(sources), "--identities", str(identities), "--out",
+                             str(tmp_path / "o"), "--lora", str(wan_lora), *TINY_ARGS], capsys)
+    assert code == 2 and "LoRA 'wan_pose_lora.safetensors' matches none" in err
     report = [json.loads(line) for line in (tmp_path / "o" / "report.jsonl").read_text().splitlines()]
     assert [item["source"] for item in report] == ["broken.mp4"]  # what came before the error stays written
