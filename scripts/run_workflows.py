@@ -1,18 +1,20 @@
-"""The README's main job: animate a real photo with a real dancing clip in both DreamActor-M2
-modes (pose-based and RGB-driven), headless inside real ComfyUI, and save the videos, the skeleton
-preview and the canvas preview to ./outputs/.
+"""The README's main job: run the shipped workflows (workflows/dreamactor_m2_pose.json and
+workflows/dreamactor_m2_rgb.json) headless inside real ComfyUI on a real photo and a real dancing
+clip, and copy the animations, skeleton previews and canvas previews to ./outputs/.
 
-No DreamActor-M2 weights exist, and real backbone weights are tens of GB, so this run makes TINY
-RANDOM-WEIGHT models of the real diffusers classes on the fly: the videos prove that every node of
-the pipeline runs end to end on real inputs, not that the result looks good.
-
-The graphs are built here in API format from the pack's nodes; widgets not set below take the
-defaults the server reports in /object_info.
+Real weights: when the ComfyUI models folder (``--models-dir``, else $COMFYUI_MODELS_DIR, else the
+``models`` folder of the ComfyUI this pack is installed in) has every file a workflow names, that
+workflow runs on them unchanged (on the GPU when there is one). Otherwise it runs on TINY
+RANDOM-WEIGHT models of the same classes and file layouts, saved under the workflow's file names
+in a scratch folder, at a 64 x 64 panel, 17 frames and 4 steps: the videos then prove that every
+node runs end to end on real inputs, not that the result looks good.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import sys
 import tempfile
@@ -23,10 +25,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from comfy_harness.provision import ensure_comfyui  # noqa: E402
 from comfy_harness.server import ComfyServer  # noqa: E402
-from dreamactor_core.tiny_models import write_tiny_models  # noqa: E402
+from comfy_harness.workflow import ui_to_api  # noqa: E402
+from dreamactor_core.default_models import DEFAULT_MODELS, missing_models, write_tiny_stand_ins  # noqa: E402
 from dreamactor_core.video_io import read_clip, write_video  # noqa: E402
 from real_data import skimage_photo, template_clip  # noqa: E402
-from dreamactor_core.tiny_encoders import write_tiny_encoders  # noqa: E402
 
 BANNER = """
 ##############################################################################
@@ -34,101 +36,86 @@ BANNER = """
 #  end to end on real inputs. They are noise, not a trained animation.       #
 ##############################################################################
 """
-PANEL = 64  # tiny models: a 64 x 64 panel, so a 64 x 128 canvas
-DRIVING_FRAMES = 17
+TINY_PANEL, TINY_FRAMES, TINY_STEPS = 64, 17, 4
+INPUT_FRAMES = 33  # frames of the dancer clip written as the driving video
+ROLES = {mode: ("transformer", "vae", "text_encoder", "glyph_encoder", "image_encoder", f"{mode}_lora")
+         for mode in ("pose", "rgb")}
 
 
-class Graph:
-    """An API-format prompt under construction; unset widget inputs take the server's defaults."""
-
-    def __init__(self, object_info: dict) -> None:
-        self.info, self.prompt = object_info, {}
-
-    def add(self, ident: str, class_type: str, **inputs) -> str:
-        spec = self.info[class_type]["input"]
-        for group in ("required", "optional"):
-            for name, (kind, *rest) in spec.get(group, {}).items():
-                options = rest[0] if rest and isinstance(rest[0], dict) else {}
-                if name in inputs or (group == "optional" and "default" not in options):
-                    continue
-                if "default" in options:
-                    inputs[name] = options["default"]
-                elif isinstance(kind, list) and kind:
-                    inputs[name] = kind[0]
-        self.prompt[ident] = {"class_type": class_type, "inputs": inputs}
-        return ident
-
-    def save_video(self, ident: str, images: list, fps: list, prefix: str) -> None:
-        video = self.add(f"{ident}_video", "CreateVideo", images=images, fps=fps)
-        self.add(ident, "SaveVideo", video=[video, 0], filename_prefix=prefix)
+def workflow_path(mode: str) -> Path:
+    return REPO / "workflows" / f"dreamactor_m2_{mode}.json"
 
 
-def build(object_info: dict, mode: str, files: dict[str, str]) -> dict:
-    g = Graph(object_info)
-    g.add("reference", "LoadImage", image="reference.png")
-    g.add("load_video", "LoadVideo", file="driving.mp4")
-    g.add("driving", "GetVideoComponents", video=["load_video", 0])
-    motion = ["driving", 0]
-    if mode == "pose":
-        g.add("extract", "DreamActorM2_PoseExtract", images=["driving", 0], backend="mediapipe")
-        g.add("augment", "DreamActorM2_PoseAugment", pose_keypoint=["extract", 0], width=PANEL, height=PANEL)
-        g.add("render", "DreamActorM2_PoseRender", pose_keypoint=["augment", 0], width=PANEL, height=PANEL)
-        motion = ["render", 0]
-        g.save_video("skeleton_preview", motion, ["driving", 2], f"dreamactor/{mode}_skeletons")
-    g.add("canvas", "DreamActorM2_BuildCanvas", reference=["reference", 0], driving=motion,
-          width=PANEL, height=PANEL, fps=["driving", 2])
-    g.save_video("canvas_preview", ["canvas", 0], ["driving", 2], f"dreamactor/{mode}_canvas")
-    g.add("masks", "DreamActorM2_CanvasMasks", canvas_info=["canvas", 1])
-    g.add("vae", "DreamActorM2_LoadVAE", vae_name=files["vae"])
-    g.add("encode", "DreamActorM2_EncodeCanvas", vae=["vae", 0], canvas=["canvas", 0])
-    g.add("fuse", "DreamActorM2_TargetOrientedPrompt", motion="a person is dancing",
-          appearance="an astronaut in a white spacesuit")
-    g.add("text_encoder", "DreamActorM2_LoadTextEncoder", text_encoder_name=files["text_encoder"])
-    g.add("text", "DreamActorM2_TextEncode", text_encoder=["text_encoder", 0], prompt=["fuse", 0])
-    g.add("model", "DreamActorM2_LoadModel", model_name=files["transformer"])
-    g.add("lora", "DreamActorM2_LoadLora", model=["model", 0], lora_name=files["lora"], strength=1.0)
-    g.add("sample", "DreamActorM2_Sampler", model=["lora", 0], positive=["text", 0], negative=["text", 1],
-          canvas_latent=["encode", 0], mask=["masks", 0], steps=4, seed=42)
-    g.add("decode", "DreamActorM2_DecodeLatent", vae=["vae", 0], samples=["sample", 0])
-    g.add("result", "DreamActorM2_ExtractResult", frames=["decode", 0], canvas_info=["canvas", 1])
-    g.save_video("animation", ["result", 0], ["result", 1], f"dreamactor/{mode}_animation")
-    return g.prompt
+def api_prompt(object_info: dict, mode: str, tiny: bool) -> dict:
+    """The shipped workflow as an API prompt; for tiny models, the panel, frame count and steps
+    shrink (the widgets the workflow's notes point artists to)."""
+    prompt = ui_to_api(json.loads(workflow_path(mode).read_text()), object_info)
+    if tiny:
+        for node in prompt.values():
+            title, inputs = node["_meta"]["title"], node["inputs"]
+            if title in ("Panel width", "Panel height"):
+                inputs["value"] = TINY_PANEL
+            elif title == "Driving frames":
+                inputs["length"] = TINY_FRAMES
+            elif node["class_type"] == "DreamActorM2_Sampler":
+                inputs["steps"] = TINY_STEPS
+    return prompt
 
 
 def prepare_inputs(input_dir: Path) -> None:
+    """The files the workflows load: reference.png (scikit-image's astronaut) and driving.mp4 (a
+    dancer clip from ComfyUI's template media)."""
     from PIL import Image
 
     input_dir.mkdir(parents=True, exist_ok=True)
     Image.fromarray(skimage_photo("astronaut")).save(input_dir / "reference.png")
-    clip = read_clip(template_clip(), max_frames=DRIVING_FRAMES)
+    clip = read_clip(template_clip(), max_frames=INPUT_FRAMES)
     write_video(input_dir / "driving.mp4", clip.frames, clip.fps)
+
+
+def default_models_dir() -> Path | None:
+    if os.environ.get("COMFYUI_MODELS_DIR"):
+        return Path(os.environ["COMFYUI_MODELS_DIR"])
+    return REPO.parents[1] / "models" if REPO.parent.name == "custom_nodes" else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "outputs")
     parser.add_argument("--mode", choices=("pose", "rgb"), action="append", help="default: both")
+    parser.add_argument("--models-dir", type=Path, default=default_models_dir(),
+                        help="a ComfyUI models folder with the real files")
     args = parser.parse_args()
-    print(BANNER)
+    modes = args.mode or ["pose", "rgb"]
+    real = args.models_dir is not None and not any(missing_models(args.models_dir, ROLES[m]) for m in modes)
+    if real:
+        print(f"real weights from {args.models_dir}")
+    else:
+        where = args.models_dir or "no ComfyUI models folder given"
+        missing = sorted({f"{m.folder}/{m.name}" for mode in modes for m in
+                          (missing_models(args.models_dir, ROLES[mode]) if args.models_dir else
+                           [DEFAULT_MODELS[r] for r in ROLES[mode]])})
+        print(BANNER + f"(real files missing in {where}: {', '.join(missing)})\n")
     with tempfile.TemporaryDirectory(prefix="dreamactor-demo-") as scratch:
         base = Path(scratch)
-        server = ComfyServer(ensure_comfyui(), base, packs={"ComfyUI-DreamActor-M2": REPO})
-        tiny = write_tiny_models(server.models_dir)
-        write_tiny_encoders(server.models_dir / "text_encoders", server.models_dir / "clip_vision")
-        files = {"vae": tiny["vae"].name, "transformer": tiny["transformer"].name, "lora": tiny["lora"].name,
-                 "text_encoder": "tiny_hunyuan_video_15_pipeline"}
+        import torch
+
+        server = ComfyServer(ensure_comfyui(), base, packs={"ComfyUI-DreamActor-M2": REPO},
+                             models_dir=args.models_dir if real else None, cpu=not (real and torch.cuda.is_available()))
+        if not real:
+            write_tiny_stand_ins(server.models_dir, base / "tiny")
         prepare_inputs(server.input_dir)
         with server:
             object_info = server.object_info()
-            for mode in args.mode or ["pose", "rgb"]:
-                print(f"running the {mode} graph ...", flush=True)
-                server.run(build(object_info, mode, files), timeout=1800)
-        produced = sorted((server.output_dir / "dreamactor").glob("*"))
+            for mode in modes:
+                print(f"running {workflow_path(mode).relative_to(REPO)} ...", flush=True)
+                server.run(api_prompt(object_info, mode, tiny=not real), timeout=3600)
         args.out.mkdir(parents=True, exist_ok=True)
-        for path in produced:
+        for path in sorted((server.output_dir / "dreamactor_m2").glob("*")):
             shutil.copy(path, args.out / path.name)
             print(f"wrote {args.out / path.name}")
-    print(BANNER)
+    if not real:
+        print(BANNER)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The shipped workflows in ComfyUI's real frontend (comfyui-frontend-package), driven in Debian's
-Chromium by Playwright: each loads from the pack's template list with no missing-node dialog, no
-error toast, no console error from the pack, and every node on the canvas."""
+Chromium by Playwright: each loads from the pack's template list with no missing-node or
+missing-model dialog, no error toast, no console error from the pack, every node on the canvas, and
+the frontend's own API prompt equal to the harness's UI-to-API conversion (so the tests that run
+the converted workflows run what an artist's Queue button sends)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from comfy_harness.workflow import ui_to_api
+from dreamactor_core.default_models import write_tiny_stand_ins
+
 pytestmark = pytest.mark.comfy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,29 +22,33 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update"]
 PACK = "ComfyUI-DreamActor-M2"
-WORKFLOWS = sorted(p.stem for p in (REPO / "workflows").glob("*.json") if p.stem != "index")
+WORKFLOWS = sorted(p.stem for p in (REPO / "workflows").glob("*.json"))
 
-# Loads one template the way the template browser does: fetch it from the pack's template route,
-# hand it to the app, then report what the canvas holds.
-LOAD_TEMPLATE = """async ([pack, name]) => {
-  const listing = await (await fetch('/workflow_templates')).json();
-  if (!(listing[pack] || []).includes(name)) return {listed: false};
-  const workflow = await (await fetch(`/api/workflow_templates/${pack}/${name}.json`)).json();
-  await window.app.loadGraphData(workflow, true, true, name);
-  await new Promise(resolve => setTimeout(resolve, 1500));
+# What the canvas holds after a template loaded, and the API prompt the Run button would queue.
+CANVAS_REPORT = """async () => {
   const nodes = window.app.graph.nodes || window.app.graph._nodes;
   const known = new Set(Object.keys(window.LiteGraph.registered_node_types));
+  const {output} = await window.app.graphToPrompt();
   return {
-    listed: true,
     nodeCount: nodes.length,
     unknownTypes: nodes.map(n => n.type).filter(t => !known.has(t)),
+    prompt: output,
   };
 }"""
+# The cards' thumbnails (fetched into blob: URLs) that loaded, in the open dialog.
+THUMBNAILS_LOADED = """(count) => [...document.querySelectorAll('.p-dialog img')].filter(
+  img => img.complete && img.naturalWidth > 0).length === count"""
 
 
 def _expected_node_count(name: str) -> int:
     workflow = json.loads((REPO / "workflows" / f"{name}.json").read_text())
     return len(workflow["nodes"])
+
+
+@pytest.fixture(scope="module")
+def model_files(comfy, tmp_path_factory):
+    """The workflows' model files exist (as tiny stand-ins), as on an artist's machine."""
+    write_tiny_stand_ins(comfy.models_dir, tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")
@@ -54,21 +63,42 @@ def browser():
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)
-def test_shipped_workflow_loads_in_the_real_frontend(comfy, browser, name, tmp_path_factory):
+def test_shipped_workflow_loads_in_the_real_frontend(comfy, model_files, browser, name, tmp_path_factory):
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     console_errors: list[str] = []
     page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: console_errors.append(str(error)))
     page.goto(comfy.url, wait_until="networkidle")
     page.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=60_000)
-    report = page.evaluate(LOAD_TEMPLATE, [PACK, name])
+    # The template browser, as an artist uses it: the pack's category, its cards, a click.
+    dialog = page.locator(".p-dialog:visible")
+    if dialog.count() == 0:  # it opens by itself on a first visit; else the sidebar button opens it
+        page.get_by_text("Templates", exact=True).first.click()
+    dialog.get_by_text(PACK, exact=True).first.click()
+    cards = dialog.get_by_text(name, exact=True)
+    cards.first.wait_for(timeout=30_000)
+    page.wait_for_function(THUMBNAILS_LOADED, arg=len(WORKFLOWS), timeout=30_000)
+    listed = sorted(t for t in dialog.inner_text().split("\n") if t.startswith("dreamactor_m2_"))
+    # The frontend shows a stock picture for a missing thumbnail, so ask the server for the file.
+    thumbnail = page.request.get(f"{comfy.url}/api/workflow_templates/{PACK}/{name}.jpg")
+    cards.first.click()
+    page.wait_for_function(f"(window.app.graph.nodes || []).length === {_expected_node_count(name)}", timeout=30_000)
+    page.wait_for_timeout(1500)
+    report = page.evaluate(CANVAS_REPORT)
     screenshot = tmp_path_factory.mktemp("screens") / f"{name}.png"
     page.screenshot(path=str(screenshot))
     shutil.copy(screenshot, comfy.output_dir / screenshot.name)
 
-    assert report["listed"], f"{name} is not in the template list"
+    assert listed == WORKFLOWS  # every shipped workflow and nothing else, under the pack's category
+    assert thumbnail.ok and thumbnail.headers["content-type"] == "image/jpeg"
     assert report["unknownTypes"] == [], f"missing node types: {report['unknownTypes']}"
     assert report["nodeCount"] == _expected_node_count(name)
+    workflow = json.loads((REPO / "workflows" / f"{name}.json").read_text())
+    converted = {ident: {"class_type": node["class_type"], "inputs": node["inputs"]}
+                 for ident, node in ui_to_api(workflow, comfy.object_info()).items()}
+    from_frontend = {ident: {"class_type": node["class_type"], "inputs": node["inputs"]}
+                     for ident, node in report["prompt"].items()}
+    assert from_frontend == converted
     dialogs = page.locator(".p-dialog:visible").all_inner_texts()
     assert not [d for d in dialogs if "missing" in d.lower()], dialogs
     # Errors, and warnings such as "Invalid workflow against zod schema", both count.

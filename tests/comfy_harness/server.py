@@ -51,8 +51,9 @@ class ComfyServer:
     """One ComfyUI process with its own folders; ``start()``/``stop()`` or use as a context manager."""
 
     def __init__(self, comfy_dir: Path, base_dir: Path, packs: dict[str, Path],
-                 models_dir: Path | None = None) -> None:
+                 models_dir: Path | None = None, cpu: bool = True) -> None:
         self.comfy_dir = comfy_dir
+        self.cpu = cpu
         self.base_dir = base_dir
         self.models_dir = models_dir or base_dir / "extra_models"
         self.input_dir = base_dir / "input"
@@ -83,7 +84,7 @@ class ComfyServer:
     def start(self, timeout: float = 180.0) -> "ComfyServer":
         config = self._prepare_folders()
         command = [
-            sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+            sys.executable, "main.py", *(["--cpu"] if self.cpu else []), "--listen", "127.0.0.1", "--port", str(self.port),
             "--base-directory", str(self.base_dir),
             "--database-url", f"sqlite:///{self.base_dir / 'comfyui.db'}",
             "--extra-model-paths-config", str(config),

@@ -1,0 +1,74 @@
+"""The model files the shipped workflows and the command line name by default.
+
+The released HunyuanVideo 1.5 files as Comfy-Org repackages them for ComfyUI (the names ComfyUI's
+own HunyuanVideo 1.5 templates use, so artists who run those already have them), plus the
+DreamActor LoRAs, which nobody publishes: train them with ``python -m dreamactor_core train``.
+Names are relative to the ComfyUI models folder, with forward slashes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+_REPACKAGED = "https://huggingface.co/Comfy-Org/HunyuanVideo_1.5_repackaged/resolve/main/split_files"
+
+
+@dataclass(frozen=True)
+class DefaultModel:
+    folder: str  # the ComfyUI models folder
+    name: str  # path inside it, forward slashes
+    url: str | None  # where to download it; None for files you train yourself
+
+    def path(self, models_dir: str | Path) -> Path:
+        return Path(models_dir) / self.folder / self.name
+
+
+DEFAULT_MODELS: dict[str, DefaultModel] = {
+    "transformer": DefaultModel("diffusion_models", "hunyuanvideo1.5_480p_i2v_fp16.safetensors",
+                                f"{_REPACKAGED}/diffusion_models/hunyuanvideo1.5_480p_i2v_fp16.safetensors"),
+    "vae": DefaultModel("vae", "hunyuanvideo15_vae_fp16.safetensors",
+                        f"{_REPACKAGED}/vae/hunyuanvideo15_vae_fp16.safetensors"),
+    "text_encoder": DefaultModel("text_encoders", "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                                 f"{_REPACKAGED}/text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors"),
+    "glyph_encoder": DefaultModel("text_encoders", "byt5_small_glyphxl_fp16.safetensors",
+                                  f"{_REPACKAGED}/text_encoders/byt5_small_glyphxl_fp16.safetensors"),
+    "image_encoder": DefaultModel("clip_vision", "sigclip_vision_patch14_384.safetensors",
+                                  "https://huggingface.co/Comfy-Org/sigclip_vision_384/resolve/main/"
+                                  "sigclip_vision_patch14_384.safetensors"),
+    "pose_lora": DefaultModel("loras", "dreamactor_m2/hunyuanvideo15_pose_lora.safetensors", None),
+    "rgb_lora": DefaultModel("loras", "dreamactor_m2/hunyuanvideo15_rgb_lora.safetensors", None),
+}
+
+
+def missing_models(models_dir: str | Path, roles: tuple[str, ...] = tuple(DEFAULT_MODELS)) -> list[DefaultModel]:
+    """The default model files (of ``roles``) not present under ``models_dir``."""
+    return [DEFAULT_MODELS[role] for role in roles if not DEFAULT_MODELS[role].path(models_dir).exists()]
+
+
+def write_tiny_stand_ins(models_dir: str | Path, scratch: str | Path) -> dict[str, Path]:
+    """Tiny random-weight models of the same classes and file layouts, saved under the default names
+    in ``models_dir`` (made in ``scratch`` first): the shipped workflows then run unchanged, in
+    seconds, with nothing downloaded. Config sidecars (``<stem>.json``) and a ``tokenizer`` folder go
+    beside the text files, as the loaders look for them there before the released configs."""
+    from .tiny_encoders import write_tiny_encoders
+    from .tiny_models import write_tiny_models
+
+    scratch = Path(scratch)
+    tiny = write_tiny_models(scratch / "models")
+    encoders = write_tiny_encoders(scratch / "text_encoders", scratch / "clip_vision")
+    sources = {"transformer": tiny["transformer"], "vae": tiny["vae"], "text_encoder": encoders["qwen_fp8"],
+               "glyph_encoder": encoders["byt5"], "image_encoder": encoders["siglip"],
+               "pose_lora": tiny["lora"], "rgb_lora": tiny["lora"]}
+    written = {}
+    for role, source in sources.items():
+        target = DEFAULT_MODELS[role].path(models_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        if source.with_suffix(".json").is_file():
+            shutil.copyfile(source.with_suffix(".json"), target.with_suffix(".json"))
+        written[role] = target
+    tokenizer = DEFAULT_MODELS["text_encoder"].path(models_dir).parent / "tokenizer"
+    shutil.copytree(encoders["tokenizer"], tokenizer, dirs_exist_ok=True)
+    return written

@@ -1,0 +1,376 @@
+"""Writes the shipped UI workflows (workflows/dreamactor_m2_pose.json, workflows/dreamactor_m2_rgb.json)
+and their template-browser thumbnails.
+
+The graphs are declared here once, as nodes in groups with their links and widget values; each
+node's slots and widget order come from a running ComfyUI's /object_info, so the files match what
+the frontend itself would save. Run it after changing a node's inputs:
+
+    .venv/bin/python scripts/build_workflows.py
+
+tests/test_workflows_comfy.py checks that the committed files are exactly what this writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from dreamactor_core.default_models import DEFAULT_MODELS  # noqa: E402
+
+WORKFLOWS = REPO / "workflows"
+MODES = ("pose", "rgb")
+PACK = "DreamActorM2_"
+CORE_VERSION = "0.3.75"
+# Real-use defaults: a 416 x 624 portrait panel (the canvas is 832 x 624, near HunyuanVideo 1.5's
+# 480p token budget), 81 driving frames (+ 24 lead-in frames at 24 fps = 105 = 4k+1), 30 steps,
+# cfg 6 and shift 5 (the 480p image-to-video setting).
+PANEL_WIDTH, PANEL_HEIGHT, DRIVING_FRAMES = 416, 624, 81
+SAMPLER = {"seed": 42, "steps": 30, "cfg": 6.0, "shift": 5.0, "solver": "euler"}
+NODE_WIDTH, COLUMN_GAP, ROW_GAP = 360, 60, 30
+GROUP_COLOR = {"inputs": "#3f789e", "pose": "#a1309b", "canvas": "#b58b2a", "models": "#444", "prompt": "#8A8",
+               "generate": "#335"}
+TALL_NODES = {"LoadImage": 340, "SaveVideo": 380}
+# Loader nodes whose default files get the frontend's "missing models" download links.
+_FOLDERS = {
+    f"{PACK}LoadModel": ("diffusion_models",), f"{PACK}LoadVAE": ("vae",), f"{PACK}LoadTextEncoder": ("text_encoders",),
+    f"{PACK}LoadImageEncoder": ("clip_vision",),
+}
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    group: str
+    widgets: dict[str, Any] = field(default_factory=dict)
+    title: str | None = None
+    links_in: dict[str, tuple["Node", int]] = field(default_factory=dict)
+    text: str = ""  # notes only
+    height: int = 0
+
+
+class WorkflowBuilder:
+    """Nodes declared column by column (one group a column); ``to_json`` lays them out and links them."""
+
+    def __init__(self, object_info: dict) -> None:
+        self.info = object_info
+        self.nodes: list[Node] = []
+        self.groups: dict[str, str] = {}
+
+    def group(self, key: str, title: str) -> None:
+        self.groups[key] = title
+
+    def add(self, type_: str, group: str, title: str | None = None, **inputs: Any) -> Node:
+        node = Node(len(self.nodes) + 1, type_, group, title=title)
+        for name, value in inputs.items():
+            if isinstance(value, tuple) and isinstance(value[0], Node):
+                node.links_in[name] = value
+            else:
+                node.widgets[name] = value
+        self.nodes.append(node)
+        return node
+
+    def note(self, group: str, title: str, text: str, height: int) -> Node:
+        node = self.add("MarkdownNote", group, title=title)
+        node.text, node.height = text, height
+        return node
+
+    # ----- serialisation -----
+    def _spec(self, node: Node) -> list[tuple[str, list, bool]]:
+        spec = self.info[node.type]["input"]
+        order = self.info[node.type].get("input_order") or {g: list(spec.get(g, {})) for g in ("required", "optional")}
+        return [(name, spec[group][name], group == "optional") for group in ("required", "optional")
+                for name in order.get(group, [])]
+
+    @staticmethod
+    def _is_widget(entry: list) -> bool:
+        kind = entry[0]
+        return isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+
+    @staticmethod
+    def _has_control(name: str, entry: list) -> bool:
+        options = entry[1] if len(entry) > 1 else {}
+        return bool(options.get("control_after_generate", entry[0] == "INT" and name in ("seed", "noise_seed")))
+
+    def _widget_values(self, node: Node) -> list:
+        if node.type == "MarkdownNote":
+            return [node.text]
+        values = []
+        for name, entry, _ in self._spec(node):
+            if not self._is_widget(entry):
+                continue
+            options = entry[1] if len(entry) > 1 else {}
+            choices = entry[0] if isinstance(entry[0], list) else options.get("options", [])
+            if name in node.widgets:
+                values.append(node.widgets[name])
+            elif "default" in options:
+                values.append(options["default"])
+            elif choices:
+                values.append(choices[0])
+            else:
+                raise ValueError(f"{node.type}.{name}: no value and no default")
+            if self._has_control(name, entry):
+                values.append("fixed")
+            if options.get("image_upload") or options.get("video_upload"):
+                values.append("image")  # the frontend's upload button widget
+        return values
+
+    def _height(self, node: Node, inputs: int, outputs: int, widgets: list) -> int:
+        if node.height:
+            return node.height
+        if node.type in TALL_NODES:
+            return TALL_NODES[node.type]
+        multiline = sum(1 for name, entry, _ in self._spec(node)
+                        if self._is_widget(entry) and len(entry) > 1 and entry[1].get("multiline"))
+        return 30 + 24 * max(inputs, outputs) + 24 * len(widgets) + 70 * multiline
+
+    def to_json(self, workflow_id: str) -> dict:
+        links: list[list] = []
+        serial: dict[int, dict] = {}
+        outputs_links: dict[tuple[int, int], list[int]] = {}
+        for node in self.nodes:
+            inputs = []
+            if node.type != "MarkdownNote":
+                for name, entry, optional in self._spec(node):
+                    widget = self._is_widget(entry)
+                    if widget and name not in node.links_in:
+                        continue
+                    slot: dict[str, Any] = {"name": name, "type": entry[0] if not isinstance(entry[0], list) else "COMBO"}
+                    if optional:
+                        slot["shape"] = 7
+                    if widget:
+                        slot["widget"] = {"name": name}
+                    slot["link"] = None
+                    if name in node.links_in:
+                        source, source_slot = node.links_in[name]
+                        link_id = len(links) + 1
+                        kind = self.info[source.type]["output"][source_slot]
+                        links.append([link_id, source.id, source_slot, node.id, len(inputs), kind])
+                        outputs_links.setdefault((source.id, source_slot), []).append(link_id)
+                        slot["link"] = link_id
+                    inputs.append(slot)
+            serial[node.id] = {"id": node.id, "type": node.type, "inputs": inputs}
+        for node in self.nodes:
+            info = self.info.get(node.type, {"output": [], "output_name": []})
+            outputs = [{"name": name, "type": kind, "links": outputs_links.get((node.id, slot), [])}
+                       for slot, (kind, name) in enumerate(zip(info["output"], info["output_name"]))]
+            widgets = self._widget_values(node)
+            properties: dict[str, Any] = {"Node name for S&R": node.type}
+            if node.type != "MarkdownNote":
+                properties["cnr_id"] = "comfyui-dreamactor-m2" if node.type.startswith(PACK) else "comfy-core"
+                properties["ver"] = "0.1.0" if node.type.startswith(PACK) else CORE_VERSION
+            models = [model for model in DEFAULT_MODELS.values()
+                      if model.url and model.name in widgets and model.folder in _FOLDERS.get(node.type, ())]
+            if models:
+                properties["models"] = [{"name": m.name, "url": m.url, "directory": m.folder} for m in models]
+            entry = serial[node.id]
+            entry.update({"pos": [0, 0], "size": [NODE_WIDTH, self._height(node, len(entry["inputs"]), len(outputs), widgets)],
+                          "flags": {}, "order": 0, "mode": 0, "outputs": outputs, "properties": properties,
+                          "widgets_values": widgets})
+            if node.title:
+                entry["title"] = node.title
+        self._layout(serial)
+        self._order(serial, links)
+        groups = []
+        for index, (key, title) in enumerate(self.groups.items(), start=1):
+            members = [serial[n.id] for n in self.nodes if n.group == key]
+            left = min(m["pos"][0] for m in members) - 10
+            top = min(m["pos"][1] for m in members) - 50
+            right = max(m["pos"][0] + m["size"][0] for m in members) + 10
+            bottom = max(m["pos"][1] + m["size"][1] for m in members) + 20
+            groups.append({"id": index, "title": title, "bounding": [left, top, right - left, bottom - top],
+                           "color": GROUP_COLOR.get(key, "#3f789e"), "font_size": 22, "flags": {}})
+        return {
+            "id": workflow_id, "revision": 0, "last_node_id": len(self.nodes), "last_link_id": len(links),
+            "nodes": [serial[n.id] for n in self.nodes], "links": links, "groups": groups, "config": {},
+            "extra": {"ds": {"scale": 0.62, "offset": [130, 170]}, "frontendVersion": "1.32.9"}, "version": 0.4,
+        }
+
+    def _layout(self, serial: dict[int, dict]) -> None:
+        """One column per group, nodes stacked in declaration order."""
+        column_x = {key: index * (NODE_WIDTH + COLUMN_GAP) for index, key in enumerate(self.groups)}
+        column_y = {key: 0 for key in self.groups}
+        for node in self.nodes:
+            entry = serial[node.id]
+            entry["pos"] = [column_x[node.group], column_y[node.group]]
+            column_y[node.group] += entry["size"][1] + ROW_GAP + 40
+
+    @staticmethod
+    def _order(serial: dict[int, dict], links: list[list]) -> None:
+        """The frontend's execution order: a topological order of the links, ties by id."""
+        upstream = {ident: {link[1] for link in links if link[3] == ident} for ident in serial}
+        done: list[int] = []
+        while len(done) < len(serial):
+            ready = [i for i in sorted(serial) if i not in done and upstream[i] <= set(done)]
+            done.append(ready[0])
+        for order, ident in enumerate(done):
+            serial[ident]["order"] = order
+
+
+README_NOTE = """## DreamActor-M2 · {title}
+
+{summary}
+
+**Model files** (ComfyUI `models/` folders):
+
+| file | folder |
+|---|---|
+| `{transformer}` | `diffusion_models/` |
+| `{vae}` | `vae/` |
+| `{text_encoder}` and `{glyph_encoder}` | `text_encoders/` |
+| `{image_encoder}` | `clip_vision/` |
+| `{lora}` | `loras/` |
+
+The first five are Comfy-Org's HunyuanVideo 1.5 files (the same as ComfyUI's own HunyuanVideo 1.5
+templates). No DreamActor-M2 weights were released: train the LoRA on your videos with
+`python -m dreamactor_core train` (see the pack's README) and put it in `loras/dreamactor_m2/`.
+
+**Use**: load a reference picture and a driving video, write what the character does and looks
+like, queue. Frames: set `length` in *Driving frames*; panel size in *Panel width/height* (the
+canvas is twice as wide). Low memory: *Load Model* `weight_storage` fp8 and `offload` blocks.
+"""
+
+SUMMARIES = {
+    "pose": ("pose-based", "Skeletons drive the motion: poses are extracted from the driving video, fitted "
+             "into the panel (one box for the whole clip, so its global motion stays) and drawn; the reference "
+             "and the skeletons form the in-context canvas `[reference | skeleton]`. The skeleton and canvas "
+             "previews are saved next to the animation."),
+    "rgb": ("RGB-driven", "The driving video's own frames drive the motion, with no pose estimator: any "
+            "subject (people, animals, cartoons, groups). The canvas is `[reference | driving frame]`; its "
+            "preview is saved next to the animation. Needs the RGB-stage LoRA."),
+}
+GROUP_NOTES = {
+    "inputs": "Reference picture and driving video. *Driving frames* keeps the first `length` frames; the "
+              "two Int nodes set the panel size used everywhere.",
+    "pose": "Pose extraction (`mediapipe`: one person, no download; `dwpose`: everyone, needs `yolox_l.onnx` "
+            "and `dw-ll_ucoco_384.onnx` in `models/dreamactor_pose/`), clip-level box normalisation into the "
+            "panel, skeleton rendering. Bone scaling is a training augmentation: off here.",
+    "canvas": "The canvas: frame 0 is [reference | motion], later frames [black | motion]; one black second "
+              "leads in. The mask marks what is given.",
+    "models": "Transformer + DreamActor LoRA, VAE, text encoders (Qwen2.5-VL + ByT5 glyph) and the SigLIP "
+              "reference encoder.",
+    "prompt": "Target-oriented prompt: the motion and the reference's appearance fused into one sentence.",
+    "generate": "Encode the canvas, sample, decode, keep the generated half (without the lead-in second) "
+                "and save it.",
+}
+
+
+def build_workflow(object_info: dict, mode: str) -> dict:
+    """The UI-format workflow of ``mode`` ("pose" or "rgb")."""
+    b = WorkflowBuilder(object_info)
+    for key, title in (("inputs", "1 · Reference and driving video"), ("pose", "2 · Skeletons from the video"),
+                       ("canvas", "3 · In-context canvas"), ("models", "4 · Models"),
+                       ("prompt", "5 · Target-oriented prompt"), ("generate", "6 · Generate and save")):
+        if key != "pose" or mode == "pose":
+            b.group(key, title)
+    lora = DEFAULT_MODELS[f"{mode}_lora"].name
+    names = {role: model.name for role, model in DEFAULT_MODELS.items()}
+    b.note("inputs", "Read me", README_NOTE.format(title=SUMMARIES[mode][0], summary=SUMMARIES[mode][1],
+                                                   lora=lora, **names), 560)
+    b.note("inputs", "Inputs", GROUP_NOTES["inputs"], 110)
+    reference = b.add("LoadImage", "inputs", title="Reference picture", image="reference.png")
+    video = b.add("LoadVideo", "inputs", title="Driving video", file="driving.mp4")
+    components = b.add("GetVideoComponents", "inputs", video=(video, 0))
+    frames = b.add("ImageFromBatch", "inputs", title="Driving frames", image=(components, 0), batch_index=0,
+                   length=DRIVING_FRAMES)
+    width = b.add("PrimitiveInt", "inputs", title="Panel width", value=PANEL_WIDTH)
+    height = b.add("PrimitiveInt", "inputs", title="Panel height", value=PANEL_HEIGHT)
+    fps = (components, 2)
+    motion = (frames, 0)
+    if mode == "pose":
+        b.note("pose", "Skeletons", GROUP_NOTES["pose"], 150)
+        extract = b.add(f"{PACK}PoseExtract", "pose", images=motion, backend="mediapipe")
+        augment = b.add(f"{PACK}PoseAugment", "pose", pose_keypoint=(extract, 0), scale_bones=False,
+                        normalize_box=True, width=(width, 0), height=(height, 0))
+        render = b.add(f"{PACK}PoseRender", "pose", pose_keypoint=(augment, 0), width=(width, 0), height=(height, 0))
+        motion = (render, 0)
+        preview = b.add("CreateVideo", "pose", title="Skeleton video", images=motion, fps=fps)
+        b.add("SaveVideo", "pose", title="Save skeleton preview", video=(preview, 0),
+              filename_prefix="dreamactor_m2/pose_skeletons")
+    b.note("canvas", "Canvas", GROUP_NOTES["canvas"], 110)
+    canvas = b.add(f"{PACK}BuildCanvas", "canvas", reference=(reference, 0), driving=motion, width=(width, 0),
+                   height=(height, 0), fps=fps)
+    masks = b.add(f"{PACK}CanvasMasks", "canvas", canvas_info=(canvas, 1))
+    canvas_video = b.add("CreateVideo", "canvas", title="Canvas video", images=(canvas, 0), fps=fps)
+    b.add("SaveVideo", "canvas", title="Save canvas preview", video=(canvas_video, 0),
+          filename_prefix=f"dreamactor_m2/{mode}_canvas")
+    b.note("models", "Models", GROUP_NOTES["models"], 90)
+    model = b.add(f"{PACK}LoadModel", "models", model_name=names["transformer"])
+    with_lora = b.add(f"{PACK}LoadLora", "models", model=(model, 0), lora_name=lora, strength=1.0)
+    vae = b.add(f"{PACK}LoadVAE", "models", vae_name=names["vae"])
+    text_encoder = b.add(f"{PACK}LoadTextEncoder", "models", text_encoder_name=names["text_encoder"],
+                         glyph_encoder_name=names["glyph_encoder"])
+    image_encoder = b.add(f"{PACK}LoadImageEncoder", "models", image_encoder_name=names["image_encoder"])
+    b.note("prompt", "Prompt", GROUP_NOTES["prompt"], 90)
+    prompt = b.add(f"{PACK}TargetOrientedPrompt", "prompt", motion="a person is dancing",
+                   appearance="an astronaut in a white spacesuit")
+    text = b.add(f"{PACK}TextEncode", "prompt", text_encoder=(text_encoder, 0), prompt=(prompt, 0),
+                 negative_prompt="blurry, distorted body, extra limbs, flicker")
+    embedded = b.add(f"{PACK}ReferenceImageEmbed", "prompt", positive=(text, 0), negative=(text, 1),
+                     image_encoder=(image_encoder, 0), reference=(reference, 0))
+    b.note("generate", "Generate", GROUP_NOTES["generate"], 90)
+    latent = b.add(f"{PACK}EncodeCanvas", "generate", vae=(vae, 0), canvas=(canvas, 0))
+    samples = b.add(f"{PACK}Sampler", "generate", model=(with_lora, 0), positive=(embedded, 0),
+                    negative=(embedded, 1), canvas_latent=(latent, 0), mask=(masks, 0), **SAMPLER)
+    decoded = b.add(f"{PACK}DecodeLatent", "generate", vae=(vae, 0), samples=(samples, 0))
+    result = b.add(f"{PACK}ExtractResult", "generate", frames=(decoded, 0), canvas_info=(canvas, 1))
+    video_out = b.add("CreateVideo", "generate", title="Animation video", images=(result, 0), fps=(result, 1))
+    b.add("SaveVideo", "generate", title="Save animation", video=(video_out, 0),
+          filename_prefix=f"dreamactor_m2/{mode}_animation")
+    return b.to_json(str(uuid.uuid5(uuid.NAMESPACE_URL, f"dreamactor-m2/{mode}")))
+
+
+def write_thumbnail(mode: str, path: Path) -> Path:
+    """The template card: frame 0 of the canvas this mode builds from the bundled sample inputs
+    (astronaut photo, dancer clip), i.e. what the workflow feeds the model."""
+    from PIL import Image
+
+    from dreamactor_core.canvas import build_canvas
+    from dreamactor_core.pose import extract, render
+    from dreamactor_core.pose.augment import augment_clip
+    from dreamactor_core.video_io import read_clip, to_uint8_frames, to_unit_frames
+    from real_data import skimage_photo, template_clip
+
+    reference = to_unit_frames(skimage_photo("astronaut")[None])
+    driving = to_unit_frames(read_clip(template_clip(), max_frames=1).frames)
+    panel = (PANEL_WIDTH // 2, PANEL_HEIGHT // 2)
+    if mode == "pose":
+        poses = extract.extract_poses(driving, extract.make_estimator("mediapipe", video=False))
+        driving = render.render_poses(augment_clip(poses, panel=panel), *panel)
+    canvas, _ = build_canvas(reference, driving, width=panel[0], height=panel[1])
+    Image.fromarray(to_uint8_frames(canvas[0])).save(path, quality=88)
+    return path
+
+
+def write_all(object_info: dict, thumbnails: bool = True) -> list[Path]:
+    written = []
+    for mode in MODES:
+        path = WORKFLOWS / f"dreamactor_m2_{mode}.json"
+        path.write_text(json.dumps(build_workflow(object_info, mode), indent=1) + "\n")
+        written.append(path)
+        if thumbnails:
+            written.append(write_thumbnail(mode, path.with_suffix(".jpg")))
+    return written
+
+
+def main() -> None:
+    from comfy_harness.provision import ensure_comfyui
+    from comfy_harness.server import ComfyServer
+
+    with tempfile.TemporaryDirectory(prefix="dreamactor-build-") as scratch:
+        with ComfyServer(ensure_comfyui(), Path(scratch), packs={"ComfyUI-DreamActor-M2": REPO}) as server:
+            object_info = server.object_info()
+    for path in write_all(object_info):
+        print(f"wrote {path.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
