@@ -197,7 +197,7 @@ def test_kept_triplets_read_back_with_their_files(runs, inputs):
         assert triplet.identity == out / "identities" / "astronaut.png"
         generated, target = read_clip(triplet.driving).frames, read_clip(triplet.target).frames
         assert len(generated) == len(target) == 9  # clip of 9 frames after stride 2, every frame kept
-        assert generated.shape[1:3] == (96, 96)  # V_o at the identity picture's size
+        assert generated.shape[1:3] == (64, 64)  # V_o at the identity picture's size, shrunk to the panel
         source = read_clip(inputs[0] / triplet.source.split("#")[0], max_frames=1).frames[0]
         assert target.shape[1:3] == source.shape[:2]  # V_src at its own size
         assert np.array_equal(read_image(triplet.reference), source)  # V_src[0], lossless

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DreamActorError
+from ..placement import resize_frames
 from ..video_io import read_image, to_unit_frames
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".webm", ".mov", ".avi", ".mkv", ".webp", ".gif"})
@@ -82,8 +83,21 @@ def sidecar_text(path: Path) -> str:
     return text.read_text(encoding="utf-8").strip() if text.is_file() else ""
 
 
-def load_identities(folder: str | Path) -> list[Identity]:
-    """Every picture directly in ``folder``, read now so a bad one stops the run before any work."""
+def _within(picture: torch.Tensor, panel: tuple[int, int] | None) -> torch.Tensor:
+    """``picture`` shrunk (aspect kept) to fit a (width, height) panel. The canvas would shrink it
+    anyway, and V_o comes back at the picture's size: a 12-megapixel photo would otherwise make
+    gigabytes of frames per clip."""
+    height, width = picture.shape[:2]
+    if panel is None or (width <= panel[0] and height <= panel[1]):
+        return picture
+    scale = min(panel[0] / width, panel[1] / height)
+    size = max(1, round(height * scale)), max(1, round(width * scale))
+    return resize_frames(picture[None], *size)[0].clamp(0, 1)
+
+
+def load_identities(folder: str | Path, panel: tuple[int, int] | None = None) -> list[Identity]:
+    """Every picture directly in ``folder``, read now so a bad one stops the run before any work;
+    pictures larger than the (width, height) ``panel`` are shrunk to fit it."""
     folder = _folder(Path(folder), "identities")
     paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
     if not paths:
@@ -100,5 +114,5 @@ def load_identities(folder: str | Path) -> list[Identity]:
             raise
         except Exception as error:  # Pillow raises several types for broken files; name the file either way
             raise DreamActorError(f"identity picture '{path}' could not be read: {error}") from error
-        identities.append(Identity(path.stem, path, picture, sidecar_text(path)))
+        identities.append(Identity(path.stem, path, _within(picture, panel), sidecar_text(path)))
     return identities

@@ -3,9 +3,10 @@ new identity, the pose-based model animates the identity with V_src's motion (V_
 and the pairs above the threshold become triplets (driving V_o, reference V_src[0], target V_src).
 
 Output folder layout: ``manifest.jsonl`` (kept triplets, ``train.manifest``), ``report.jsonl``
-(every outcome, ``report``), ``contact_sheet_NNN.png`` (the manual check), ``identities/`` (copies
-of the identity pictures, so the folder is self-contained), ``clips/<video>/<clip name>/``
-(``target.mp4``, ``reference.png``, one ``<identity>.mp4`` V_o and ``<identity>_row.png`` per pair).
+(every outcome, ``report``), ``contact_sheet_NNN.png`` (the manual check), ``identities/`` (the
+identity pictures as the model saw them, shrunk to the panel, so the folder is self-contained),
+``clips/<video>/<clip name>/`` (``target.mp4``, ``reference.png``, and per pair one
+``<identity>.mp4`` V_o and ``<identity>_row.png``).
 
 Safe to interrupt and re-run: every file is written under a temporary name and renamed when
 complete; a pair's manifest line is written before its report line, both appended and flushed
@@ -239,7 +240,7 @@ def run_bootstrap(job: BootstrapJob, load_models: Callable[[], AnimationModels],
     ``load_models`` is called once, when the first pair is generated: bad inputs are found before
     loading anything, and a re-run with nothing left to do loads nothing."""
     videos = find_videos(job.sources)
-    identities = load_identities(job.identities)
+    identities = load_identities(job.identities, (job.settings.width, job.settings.height))
     done = _done_pairs(job.out)
     copies = {i.name: job.out / "identities" / f"{i.name}.png" for i in identities}
     for identity in identities:
