@@ -2,9 +2,11 @@
 
 ``animate`` runs the whole pipeline (``pipeline.animate``) on a picture and a video. Model
 arguments take paths, or names looked up in a ComfyUI models folder (``--models-dir``, in its
-``diffusion_models``, ``vae``, ``text_encoders`` and ``loras`` subfolders), so artists point it at
-the files they already have. ``--tiny`` makes tiny random-weight models instead (a smoke test of the
-pipeline: the video is noise). Nothing is downloaded.
+``diffusion_models``, ``vae``, ``text_encoders``, ``clip_vision`` and ``loras`` subfolders), so
+artists point it at the files they already have; with ``--models-dir`` the base models default to
+the files the shipped workflows use (``default_models.py``). The DreamActor LoRA is always named
+with ``--lora``. ``--tiny`` makes tiny random-weight models instead (a smoke test of the pipeline:
+the video is noise). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from .default_models import DEFAULT_MODELS
 from .errors import DreamActorError, MissingModelFile
 from .train.cli import add_train_command
 
@@ -60,6 +63,7 @@ def _add_animate(commands: argparse._SubParsersAction) -> None:
     models.add_argument("--vae", help="vae/: the VAE file or diffusers folder")
     models.add_argument("--text-encoder", help="text_encoders/: Qwen2.5-VL file or pipeline folder")
     models.add_argument("--glyph-encoder", help="text_encoders/: the ByT5 glyph encoder (optional)")
+    models.add_argument("--image-encoder", help="clip_vision/: SigLIP, embeds the reference (optional)")
     models.add_argument("--lora", action="append", default=[], metavar="NAME[:STRENGTH]",
                         help="loras/: a DreamActor LoRA; repeat to stack")
     models.add_argument("--tiny", action="store_true", help="use tiny random-weight models (smoke test)")
@@ -98,18 +102,18 @@ def _model_files(args: argparse.Namespace, scratch: Path):
         tiny = write_tiny_models(scratch)
         encoders = write_tiny_encoders(scratch / "text_encoders", scratch / "clip_vision")
         loras = tuple((find_model(name, "loras", args.models_dir), s) for name, s in map(parse_lora, args.lora))
-        return ModelFiles(tiny["transformer"], tiny["vae"], encoders["pipeline"], loras=loras)
-    missing = [flag for flag, value in (("--transformer", args.transformer), ("--vae", args.vae),
-                                        ("--text-encoder", args.text_encoder)) if not value]
+        return ModelFiles(tiny["transformer"], tiny["vae"], encoders["pipeline"],
+                          image_encoder=encoders["siglip"], loras=loras)
+    chosen = {role: getattr(args, role) or (DEFAULT_MODELS[role].name if args.models_dir else None)
+              for role in ("transformer", "vae", "text_encoder", "glyph_encoder", "image_encoder")}
+    missing = [f"--{role.replace('_', '-')}" for role in ("transformer", "vae", "text_encoder") if not chosen[role]]
     if missing:
-        raise DreamActorError(f"{', '.join(missing)}: required (or --tiny for a smoke test on tiny models)")
-    return ModelFiles(
-        transformer=find_model(args.transformer, "diffusion_models", args.models_dir),
-        vae=find_model(args.vae, "vae", args.models_dir),
-        text_encoder=find_model(args.text_encoder, "text_encoders", args.models_dir),
-        glyph_encoder=find_model(args.glyph_encoder, "text_encoders", args.models_dir) if args.glyph_encoder else None,
-        loras=tuple((find_model(name, "loras", args.models_dir), s) for name, s in map(parse_lora, args.lora)),
-    )
+        raise DreamActorError(f"{', '.join(missing)}: required (or --models-dir for the default files, or --tiny "
+                              "for a smoke test on tiny models)")
+    found = {role: find_model(name, DEFAULT_MODELS[role].folder, args.models_dir) if name else None
+             for role, name in chosen.items()}
+    return ModelFiles(**found, loras=tuple((find_model(name, "loras", args.models_dir), s)
+                                           for name, s in map(parse_lora, args.lora)))
 
 
 def run_animate(args: argparse.Namespace) -> int:

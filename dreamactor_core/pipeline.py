@@ -17,6 +17,7 @@ import torch
 
 from .canvas import build_canvas
 from .errors import DreamActorError
+from .image_embed import ImageEncoder, load_image_encoder
 from .lora import load_lora
 from .masks import canvas_mask, pack_latent_mask
 from .model_loading import DreamActorModel, DreamActorVAE, load_transformer, load_vae
@@ -41,16 +42,18 @@ class ModelFiles:
     vae: Path
     text_encoder: Path
     glyph_encoder: Path | None = None
+    image_encoder: Path | None = None  # SigLIP: the reference's embedding joins the text conditioning
     loras: tuple[tuple[Path, float], ...] = ()
 
 
 @dataclass(frozen=True)
 class AnimationModels:
-    """The loaded transformer (with its LoRAs), VAE and text encoder."""
+    """The loaded transformer (with its LoRAs), VAE, text encoder and optional image encoder."""
 
     model: DreamActorModel
     vae: DreamActorVAE
     text_encoder: HunyuanVideo15TextEncoder
+    image_encoder: ImageEncoder | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ def load_models(files: ModelFiles, *, dtype: torch.dtype = torch.float32,
         model=model,
         vae=load_vae(files.vae, dtype=dtype, device=device),
         text_encoder=load_text_encoder(files.text_encoder, files.glyph_encoder, dtype=dtype, device=device),
+        image_encoder=(load_image_encoder(files.image_encoder, dtype=dtype, device=device)
+                       if files.image_encoder is not None else None),
     )
 
 
@@ -139,6 +144,9 @@ def animate(models: AnimationModels, reference: torch.Tensor, driving: torch.Ten
     mask = pack_latent_mask(canvas_mask(layout), adapter.spatial_compression, adapter.temporal_compression,
                             adapter.mask_layout).unsqueeze(0)
     positive, negative = models.text_encoder.encode_pair(prompt, settings.negative_prompt)
+    if models.image_encoder is not None:  # as the workflows' Reference Image Embed node does
+        positive = positive.with_image_embeds(models.image_encoder.encode(reference))
+        negative = positive.unconditional_like(negative)
     latent = sample(
         models.model, positive, condition, mask, negative=negative if settings.cfg != 1.0 else None,
         seed=settings.seed, steps=settings.steps, cfg=settings.cfg, shift=settings.shift, solver=settings.solver,
