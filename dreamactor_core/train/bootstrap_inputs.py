@@ -109,7 +109,7 @@ def load_identities(folder: str | Path, panel: tuple[int, int] | None = None) ->
                                   f"'{path.stem}': rename one (the name keys the outputs)")
         seen[path.stem] = path
         try:
-            picture = to_unit_frames(read_image(path))
+            picture = to_unit_frames(read_image(path).copy())  # Pillow's array is read-only; torch warns
         except DreamActorError:
             raise
         except Exception as error:  # Pillow raises several types for broken files; name the file either way
