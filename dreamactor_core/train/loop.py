@@ -116,7 +116,7 @@ def train(stage: StageData, paths: ModelPaths, config: TrainConfig, out: str | P
     targets = adapter.visual_ffn_modules(model.transformer)
     warm = read_warm_start(init_lora, model, targets, config.rank) if init_lora is not None else None
     transformer = model.transformer
-    add_lora(transformer, targets, config.rank, config.lora_alpha())
+    add_lora(transformer, targets, config.rank, config.lora_alpha(), config.seed)
     if warm is not None:
         apply_warm_start(transformer, warm, config.rank, config.lora_alpha())
         say(f"warm start from {Path(init_lora).name}")

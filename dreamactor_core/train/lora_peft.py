@@ -28,16 +28,20 @@ from .files import replacing
 PEFT_KEY = re.compile(r"^(?:module\.)?(?P<module>.+)\.lora_(?P<kind>[AB])(?:\.default)?\.weight$")
 
 
-def add_lora(transformer: torch.nn.Module, targets: list[str], rank: int, alpha: float) -> None:
+def add_lora(transformer: torch.nn.Module, targets: list[str], rank: int, alpha: float, seed: int) -> None:
     """Freeze ``transformer`` and inject trainable float32 LoRA pairs into ``targets`` (B starts at
-    zero, so training starts from the unchanged backbone). float32 keeps small updates from rounding
-    away when the frozen weights are bf16."""
+    zero, so training starts from the unchanged backbone; A is random, drawn with ``seed`` so a run
+    is reproducible whatever ran before it in the process). float32 keeps small updates from
+    rounding away when the frozen weights are bf16."""
     from peft import LoraConfig, inject_adapter_in_model
 
     if not targets:
         raise DreamActorError("LoRA: the backbone has no visual feed-forward layers to train")
     transformer.requires_grad_(False)
-    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0), transformer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0),
+                                transformer)
     for name, parameter in transformer.named_parameters():
         if ".lora_" in name:
             parameter.data = parameter.data.float()
