@@ -30,10 +30,12 @@ def _diffusers_folders(folder: str) -> list[str]:
 
 
 def choices(folder: str) -> list[str]:
-    """Single .safetensors files and diffusers folders in a ComfyUI models folder."""
+    """Single .safetensors files and diffusers folders in a ComfyUI models folder, with forward
+    slashes on every OS (ComfyUI lists subfolders with backslashes on Windows), so a workflow saved
+    on one system validates on another."""
     folders = _diffusers_folders(folder)
-    files = [name for name in folder_paths.get_filename_list(folder)
-             if name.endswith(".safetensors") and name.replace("\\", "/").split("/")[0] not in folders]
+    files = [name.replace("\\", "/") for name in folder_paths.get_filename_list(folder) if name.endswith(".safetensors")]
+    files = [name for name in files if name.split("/")[0] not in folders]
     return sorted(set(files + folders))
 
 
