@@ -311,7 +311,10 @@ def test_folder_problems_stop_the_run_before_any_model_loads(inputs, tmp_path, c
         ClipOptions(clip_frames=9, max_frames=5)
     code, _, err = _command(["--sources", str(sources), "--identities", str(identities), "--out",
                              str(tmp_path / "o")], capsys)
-    assert code == 2 and "--transformer, --vae, --text-encoder, --lora: required" in err
+    assert code == 2 and "--lora: the pose-stage LoRA is required" in err
+    code, _, err = _command(["--sources", str(sources), "--identities", str(identities), "--out",
+                             str(tmp_path / "o"), "--lora", "pose.safetensors"], capsys)
+    assert code == 2 and "--transformer, --vae, --text-encoder: required" in err
     code, _, err = _command(["--sources", str(sources), "--identities", str(identities), "--out",
                              str(tmp_path / "o"), "--tiny", "--scorer", "sharpness"], capsys)
     assert code == 2 and "scorer 'sharpness': not one of pose_agreement" in err

@@ -35,16 +35,17 @@ def add_command(stages: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="dataset folder (manifest, report, videos)")
     parser.add_argument("--motion", default="a person is dancing",
                         help="the source videos' motion description (a VIDEO.txt beside a video overrides it)")
-    models = parser.add_argument_group("models (paths, or names inside --models-dir)")
+    models = parser.add_argument_group("models (paths, or names inside --models-dir; defaults as for animate)")
     models.add_argument("--models-dir", type=Path, help="a ComfyUI models folder")
     models.add_argument("--transformer", help="diffusion_models/: the transformer file or diffusers folder")
     models.add_argument("--vae", help="vae/: the VAE file or diffusers folder")
     models.add_argument("--text-encoder", help="text_encoders/: Qwen2.5-VL file or pipeline folder")
     models.add_argument("--glyph-encoder", help="text_encoders/: the ByT5 glyph encoder (optional)")
+    models.add_argument("--image-encoder", help="clip_vision/: SigLIP, embeds the reference (optional)")
     models.add_argument("--lora", action="append", default=[], metavar="NAME[:STRENGTH]",
                         help="loras/: the pose-stage DreamActor LoRA (required; repeat to stack)")
     models.add_argument("--tiny", action="store_true",
-                        help="tiny random-weight models and LoRA (smoke test; the videos are noise)")
+                        help="tiny random-weight models (smoke test; the videos are noise; --lora optional)")
     models.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
     models.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     video = parser.add_argument_group("clips")
@@ -73,32 +74,15 @@ def add_command(stages: argparse._SubParsersAction) -> None:
 
 
 def _model_files(args: argparse.Namespace, scratch: Path):
-    """The model files; with ``--tiny``, tiny ones written to ``scratch`` (and their LoRA as the
-    pose-stage LoRA unless ``--lora`` names one, e.g. to try a LoRA's compatibility)."""
-    from ..cli import TINY_BANNER, find_model, parse_lora
-    from ..pipeline import ModelFiles
+    """The model files, chosen as ``animate`` chooses them (paths, names in --models-dir, its
+    defaults, or tiny ones written to ``scratch``); the pose-stage LoRA is required except on tiny
+    models, where the random transformer stands in for the pose-based model."""
+    from ..cli import _model_files as animate_model_files
 
-    loras = tuple((find_model(name, "loras", args.models_dir), s) for name, s in map(parse_lora, args.lora))
-    if args.tiny:
-        from ..tiny_encoders import write_tiny_encoders
-        from ..tiny_models import write_tiny_models
-
-        print(TINY_BANNER, file=sys.stderr)
-        tiny = write_tiny_models(scratch)
-        encoders = write_tiny_encoders(scratch / "text_encoders", scratch / "clip_vision")
-        return ModelFiles(tiny["transformer"], tiny["vae"], encoders["pipeline"], loras=loras or ((tiny["lora"], 1.0),))
-    missing = [flag for flag, value in (("--transformer", args.transformer), ("--vae", args.vae),
-                                        ("--text-encoder", args.text_encoder), ("--lora", args.lora)) if not value]
-    if missing:
-        raise DreamActorError(f"{', '.join(missing)}: required (the pose-based model, its pose-stage LoRA "
-                              "included, makes V_o; or --tiny for a smoke test on tiny models)")
-    return ModelFiles(
-        transformer=find_model(args.transformer, "diffusion_models", args.models_dir),
-        vae=find_model(args.vae, "vae", args.models_dir),
-        text_encoder=find_model(args.text_encoder, "text_encoders", args.models_dir),
-        glyph_encoder=find_model(args.glyph_encoder, "text_encoders", args.models_dir) if args.glyph_encoder else None,
-        loras=loras,
-    )
+    if not args.tiny and not args.lora:
+        raise DreamActorError("--lora: the pose-stage LoRA is required (the pose-based model makes V_o: train it "
+                              "with 'train pose'), or --tiny for a smoke test on tiny models")
+    return animate_model_files(args, scratch)
 
 
 def run(args: argparse.Namespace) -> int:
