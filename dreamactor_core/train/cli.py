@@ -118,8 +118,7 @@ def _run(args: argparse.Namespace, make_stage: Callable[[TrainConfig, Path], Any
     with tempfile.TemporaryDirectory(prefix="dreamactor-train-") as scratch:
         paths = _model_paths(args, Path(scratch))
         stage = make_stage(config, cache_dir)
-        result = train(stage, paths, config, args.out, cache_dir=cache_dir, init_lora=init_lora, resume=args.resume)
-    print(f"wrote {result.lora}")
+        train(stage, paths, config, args.out, cache_dir=cache_dir, init_lora=init_lora, resume=args.resume)
     return 0
 
 

@@ -80,8 +80,10 @@ def _accelerator(config: TrainConfig):
         from accelerate.utils import FullyShardedDataParallelPlugin
 
         kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(use_orig_params=True)
-    precision = config.mixed_precision if torch.cuda.is_available() else "no"
-    return Accelerator(mixed_precision=precision, **kwargs)
+    gpu = torch.cuda.is_available()
+    # cpu=True: without a GPU, processes started by accelerate launch / torchrun join over gloo
+    # (accelerate treats a CPU run as distributed only when told it is a CPU run).
+    return Accelerator(mixed_precision=config.mixed_precision if gpu else "no", cpu=not gpu, **kwargs)
 
 
 def _weights_dtype(accelerator) -> torch.dtype:
@@ -103,7 +105,9 @@ def train(stage: StageData, paths: ModelPaths, config: TrainConfig, out: str | P
     accelerator = _accelerator(config)
     main = accelerator.is_main_process
     say: Log = log if main else (lambda _: None)
-    device, dtype = accelerator.device, _weights_dtype(accelerator)
+    # Multi-process CPU runs report "cpu:0", which safetensors refuses as a load device.
+    device = torch.device("cpu") if accelerator.device.type == "cpu" else accelerator.device
+    dtype = _weights_dtype(accelerator)
     texts = TextEmbeddings(cache_dir, file_identity(Path(paths.text_encoder)))
     with accelerator.main_process_first():
         texts.prepare([*stage.prompts, ""], lambda: load_text_encoder(paths.text_encoder, paths.glyph_encoder,
