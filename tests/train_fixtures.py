@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from dreamactor_core.train.config import make_config
-from dreamactor_core.train.loop import ModelPaths
+from dreamactor_core.pipeline import ModelFiles
 from dreamactor_core.video_io import read_clip
 from real_data import template_clip
 
@@ -28,14 +28,14 @@ def tiny_config(**overrides):
 
 
 @functools.cache
-def tiny_model_paths(root: Path) -> ModelPaths:
+def tiny_model_paths(root: Path) -> ModelFiles:
     """Tiny seeded models (the same bytes on every call) written under ``root``."""
     from dreamactor_core.tiny_encoders import write_tiny_encoders
     from dreamactor_core.tiny_models import write_tiny_models
 
     models = write_tiny_models(root / "models")
     encoders = write_tiny_encoders(root / "models" / "text_encoders", root / "models" / "clip_vision")
-    return ModelPaths(models["transformer"], models["vae"], encoders["pipeline"])
+    return ModelFiles(models["transformer"], models["vae"], encoders["pipeline"])
 
 
 def write_webp(path: Path, frames: np.ndarray, duration_ms: int = 40) -> Path:

@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..cli_options import (PRECISIONS, TINY_BANNER, add_model_arguments, add_panel_arguments, add_sampling_arguments,
+                           animation_settings, model_files)
 from ..errors import DreamActorError
 
 DEFAULT_SCORERS = ("pose_agreement", "temporal_stability", "appearance")
@@ -25,8 +27,6 @@ DEFAULT_SCORERS = ("pose_agreement", "temporal_stability", "appearance")
 
 def add_command(stages: argparse._SubParsersAction) -> None:
     """Register ``bootstrap`` on the ``train`` command's subparsers."""
-    from ..cli import PRECISIONS  # imported when called: the top-level cli imports the train commands
-
     parser = stages.add_parser("bootstrap", help="make self-bootstrapped triplets for the RGB stage",
                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", type=Path, required=True, help="folder of source videos (subfolders too)")
@@ -35,34 +35,12 @@ def add_command(stages: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="dataset folder (manifest, report, videos)")
     parser.add_argument("--motion", default="a person is dancing",
                         help="the source videos' motion description (a VIDEO.txt beside a video overrides it)")
-    models = parser.add_argument_group("models (paths, or names inside --models-dir; defaults as for animate)")
-    models.add_argument("--models-dir", type=Path, help="a ComfyUI models folder")
-    models.add_argument("--transformer", help="diffusion_models/: the transformer file or diffusers folder")
-    models.add_argument("--vae", help="vae/: the VAE file or diffusers folder")
-    models.add_argument("--text-encoder", help="text_encoders/: Qwen2.5-VL file or pipeline folder")
-    models.add_argument("--glyph-encoder", help="text_encoders/: the ByT5 glyph encoder (optional)")
-    models.add_argument("--image-encoder", help="clip_vision/: SigLIP, embeds the reference (optional)")
-    models.add_argument("--lora", action="append", default=[], metavar="NAME[:STRENGTH]",
-                        help="loras/: the pose-stage DreamActor LoRA (required; repeat to stack)")
-    models.add_argument("--tiny", action="store_true",
-                        help="tiny random-weight models (smoke test; the videos are noise; --lora optional)")
-    models.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
-    models.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    video = parser.add_argument_group("clips")
-    video.add_argument("--width", type=int, default=512, help="panel width (the canvas is twice as wide)")
-    video.add_argument("--height", type=int, default=512, help="panel height")
-    video.add_argument("--clip-frames", type=int, default=49, help="frames per clip (4k+1 suits the VAE)")
-    video.add_argument("--stride", type=int, default=1, help="keep every n-th source frame")
-    video.add_argument("--max-frames", type=int, default=None, help="read at most this many frames per video")
-    video.add_argument("--no-transition", action="store_true", help="no black lead-in second")
-    sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--steps", type=int, default=30)
-    sampling.add_argument("--cfg", type=float, default=6.0)
-    sampling.add_argument("--shift", type=float, default=None, help="default: the backbone's")
-    sampling.add_argument("--solver", choices=("euler", "heun", "dpmpp_2m"), default="euler")
-    sampling.add_argument("--seed", type=int, default=0)
-    sampling.add_argument("--pose-backend", choices=("mediapipe", "dwpose", "openpose"), default="mediapipe")
-    sampling.add_argument("--pose-models-dir", action="append", default=[], help="where DWPose/OpenPose weights are")
+    add_model_arguments(parser, lora_help="loras/: the pose-stage DreamActor LoRA (required except with --tiny; "
+                                          "repeat to stack)")
+    clips = parser.add_argument_group("clips")
+    add_panel_arguments(clips)
+    clips.add_argument("--clip-frames", type=int, default=49, help="frames per clip (4k+1 suits the VAE)")
+    add_sampling_arguments(parser)
     quality = parser.add_argument_group("filter and manual check")
     quality.add_argument("--scorer", action="append", default=[], metavar="NAME[=WEIGHT]",
                          help="a built-in scorer or module:function; repeat (default: the three built-ins)")
@@ -77,20 +55,18 @@ def _model_files(args: argparse.Namespace, scratch: Path):
     """The model files, chosen as ``animate`` chooses them (paths, names in --models-dir, its
     defaults, or tiny ones written to ``scratch``); the pose-stage LoRA is required except on tiny
     models, where the random transformer stands in for the pose-based model."""
-    from ..cli import _model_files as animate_model_files
 
     if not args.tiny and not args.lora:
         raise DreamActorError("--lora: the pose-stage LoRA is required (the pose-based model makes V_o: train it "
                               "with 'train pose'), or --tiny for a smoke test on tiny models")
-    return animate_model_files(args, scratch)
+    return model_files(args, scratch)
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the job from the arguments, load the models, run it and print the summary."""
     import torch
 
-    from ..cli import PRECISIONS, TINY_BANNER
-    from ..pipeline import AnimationSettings, load_models
+    from ..pipeline import load_models
     from .bootstrap_inputs import ClipOptions
     from .bootstrap_job import BootstrapJob, run_bootstrap
     from .scorers import BUILTIN_SCORERS
@@ -99,10 +75,7 @@ def run(args: argparse.Namespace) -> int:
     job = BootstrapJob(
         sources=args.sources, identities=args.identities, out=args.out, motion=args.motion,
         scorers=tuple(resolve_scorer(spec, BUILTIN_SCORERS) for spec in args.scorer or DEFAULT_SCORERS),
-        settings=AnimationSettings(
-            width=args.width, height=args.height, transition=not args.no_transition, steps=args.steps, cfg=args.cfg,
-            shift=args.shift, solver=args.solver, seed=args.seed, pose_backend=args.pose_backend,
-            pose_model_dirs=tuple(args.pose_models_dir)),
+        settings=animation_settings(args),
         clips=ClipOptions(args.clip_frames, args.stride, args.max_frames),
         threshold=args.threshold, thumb=args.thumb, sheet_frames=args.sheet_frames, rows_per_sheet=args.sheet_rows,
     )

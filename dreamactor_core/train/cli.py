@@ -11,13 +11,12 @@ Multi-GPU or multi-node: start the same command with ``accelerate launch`` (DDP,
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import DreamActorError
+from ..cli_options import add_model_arguments, find_model, model_files
 from . import bootstrap
 from .config import TrainConfig, make_config, read_config_file
 
@@ -49,13 +48,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="settings file (.toml or .json)")
     parser.add_argument("--cache-dir", type=Path, help="pose and prompt caches (default: .dreamactor_cache beside --out)")
     parser.add_argument("--resume", help="'latest' or a checkpoint folder (OUT_checkpoints/step_NNNNNNNN)")
-    models = parser.add_argument_group("models (paths, or names inside --models-dir)")
-    models.add_argument("--models-dir", type=Path, help="a ComfyUI models folder")
-    models.add_argument("--transformer", help="diffusion_models/: the transformer file or diffusers folder")
-    models.add_argument("--vae", help="vae/: the VAE file or diffusers folder")
-    models.add_argument("--text-encoder", help="text_encoders/: Qwen2.5-VL file or pipeline folder")
-    models.add_argument("--glyph-encoder", help="text_encoders/: the ByT5 glyph encoder (optional)")
-    models.add_argument("--tiny", action="store_true", help="tiny random-weight models (smoke test)")
+    add_model_arguments(parser, lora_help=None, runtime=False)  # accelerate picks device and precision
     _add_setting_flags(parser)
 
 
@@ -78,30 +71,6 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     bootstrap.add_command(stages)
 
 
-def _model_paths(args: argparse.Namespace, scratch: Path):
-    from ..cli import TINY_BANNER, find_model
-    from .loop import ModelPaths
-
-    if args.tiny:
-        from ..tiny_encoders import write_tiny_encoders
-        from ..tiny_models import write_tiny_models
-
-        print(TINY_BANNER, file=sys.stderr)
-        tiny = write_tiny_models(scratch)
-        encoders = write_tiny_encoders(scratch / "text_encoders", scratch / "clip_vision")
-        return ModelPaths(tiny["transformer"], tiny["vae"], encoders["pipeline"])
-    missing = [flag for flag, value in (("--transformer", args.transformer), ("--vae", args.vae),
-                                        ("--text-encoder", args.text_encoder)) if not value]
-    if missing:
-        raise DreamActorError(f"{', '.join(missing)}: required (or --tiny for a smoke test on tiny models)")
-    return ModelPaths(
-        transformer=find_model(args.transformer, "diffusion_models", args.models_dir),
-        vae=find_model(args.vae, "vae", args.models_dir),
-        text_encoder=find_model(args.text_encoder, "text_encoders", args.models_dir),
-        glyph_encoder=find_model(args.glyph_encoder, "text_encoders", args.models_dir) if args.glyph_encoder else None,
-    )
-
-
 def _config(args: argparse.Namespace) -> TrainConfig:
     file_values = read_config_file(args.config) if args.config else {}
     base = {**(TINY_SETTINGS if args.tiny else {}), **file_values}
@@ -109,14 +78,13 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _run(args: argparse.Namespace, make_stage: Callable[[TrainConfig, Path], Any]) -> int:
-    from ..cli import find_model
     from .loop import train
 
     config = _config(args)
     cache_dir = args.cache_dir or args.out.parent / ".dreamactor_cache"
     init_lora = find_model(args.init_lora, "loras", args.models_dir) if args.init_lora else None
     with tempfile.TemporaryDirectory(prefix="dreamactor-train-") as scratch:
-        paths = _model_paths(args, Path(scratch))
+        paths = model_files(args, Path(scratch))
         stage = make_stage(config, cache_dir)
         train(stage, paths, config, args.out, cache_dir=cache_dir, init_lora=init_lora, resume=args.resume)
     return 0

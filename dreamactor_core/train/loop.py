@@ -26,6 +26,7 @@ import torch
 
 from ..errors import DreamActorError
 from ..model_loading import load_transformer, load_vae
+from ..pipeline import ModelFiles
 from ..text_encoder_files import load_text_encoder
 from ..encoder_files import file_identity
 from .checkpointing import Progress, register_lora_hooks, resolve_resume, save_checkpoint
@@ -38,16 +39,6 @@ from .text_cache import TextEmbeddings
 
 Log = Callable[[str], None]
 HELD_CLIP = 2**31 - 1  # the generator stream of the sample render's held clip (never a step number)
-
-
-@dataclass(frozen=True)
-class ModelPaths:
-    """The weights to train on: files or diffusers folders, as ``pipeline.ModelFiles``."""
-
-    transformer: Path
-    vae: Path
-    text_encoder: Path
-    glyph_encoder: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +86,7 @@ def _generator(config: TrainConfig, process: int, step: int, clip: int) -> np.ra
     return np.random.default_rng([config.seed, process, step, clip])
 
 
-def train(stage: StageData, paths: ModelPaths, config: TrainConfig, out: str | Path, *, cache_dir: Path,
+def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | Path, *, cache_dir: Path,
           init_lora: Path | None = None, resume: str | None = None, log: Log = print) -> TrainResult:
     """Train one stage's LoRA and write it to ``out``; returns the final step and the losses."""
     if not stage.items:
