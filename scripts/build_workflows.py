@@ -235,7 +235,7 @@ templates). No DreamActor-M2 weights were released: train the LoRA on your video
 
 **Use**: load a reference picture and a driving video, write what the character does and looks
 like, queue. Frames: set `length` in *Driving frames*; panel size in *Panel width/height* (the
-canvas is twice as wide). Low memory: *Load Model* `weight_storage` fp8 and `offload` blocks.
+canvas is twice as wide). Low memory: in *Load Model* set `weight_storage` to fp8_e4m3fn and `offload` to block.
 """
 
 SUMMARIES = {
