@@ -6,6 +6,10 @@ keeping ``last_hidden_state`` [1, 729, 1152] for the released so400m-patch14-384
 Files: a diffusers pipeline folder (``image_encoder/`` + ``feature_extractor/``), a SigLIP model
 folder, or one ``.safetensors`` in ComfyUI's ``clip_vision/`` folder (transformers key names, e.g.
 ``sigclip_vision_patch14_384.safetensors``) with ``<stem>.json`` beside it or the shipped config.
+
+``with_reference_embedding`` is the one place the embedding joins the text conditioning: the
+Reference Image Embed node, ``pipeline.animate`` and the LoRA training all call it, so the model is
+trained on the conditioning it is given at inference.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from . import checkpoints
 from .embedding_cache import SHARED_CACHE, EmbeddingCache
 from .encoder_files import build, config_for, file_identity, from_pretrained, must_exist, submodel, transformers_class
 from .errors import DreamActorError
+from .text import Conditioning
 
 FOLDER = "clip_vision"
 _ANCHOR = "embeddings.patch_embedding.weight"
@@ -45,6 +50,18 @@ class ImageEncoder:
         inputs = self.processor.preprocess(images=pixels, do_resize=True, return_tensors="pt", do_convert_rgb=True)
         inputs = inputs.to(device=parameter.device, dtype=parameter.dtype)
         return self.model(**inputs).last_hidden_state.cpu()
+
+
+def with_reference_embedding(encoder: ImageEncoder | None, reference: torch.Tensor, positive: Conditioning,
+                             negative: Conditioning | None = None) -> tuple[Conditioning, Conditioning | None]:
+    """``positive`` with the SigLIP embedding of ``reference``'s first frame, and ``negative`` (when
+    given) with the same embedding: diffusers' image-to-video pipeline gives both guidance branches
+    the reference's ``image_embeds``. Without an encoder both come back unchanged, and the backbone
+    adapter fills its zero placeholder embedding."""
+    if encoder is None:
+        return positive, negative
+    positive = positive.with_image_embeds(encoder.encode(reference))
+    return positive, (positive.unconditional_like(negative) if negative is not None else None)
 
 
 def to_uint8_rgb(image: torch.Tensor) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 
 from .canvas import build_canvas
 from .errors import DreamActorError
-from .image_embed import ImageEncoder, load_image_encoder
+from .image_embed import ImageEncoder, load_image_encoder, with_reference_embedding
 from .lora import load_lora
 from .masks import canvas_mask, pack_latent_mask
 from .model_loading import DreamActorModel, DreamActorVAE, load_transformer, load_vae
@@ -144,9 +144,7 @@ def animate(models: AnimationModels, reference: torch.Tensor, driving: torch.Ten
     mask = pack_latent_mask(canvas_mask(layout), adapter.spatial_compression, adapter.temporal_compression,
                             adapter.mask_layout).unsqueeze(0)
     positive, negative = models.text_encoder.encode_pair(prompt, settings.negative_prompt)
-    if models.image_encoder is not None:  # as the workflows' Reference Image Embed node does
-        positive = positive.with_image_embeds(models.image_encoder.encode(reference))
-        negative = positive.unconditional_like(negative)
+    positive, negative = with_reference_embedding(models.image_encoder, reference, positive, negative)
     latent = sample(
         models.model, positive, condition, mask, negative=negative if settings.cfg != 1.0 else None,
         seed=settings.seed, steps=settings.steps, cfg=settings.cfg, shift=settings.shift, solver=settings.solver,

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from ..dreamactor_core.comfy_conditioning import from_comfy_conditioning
-from ..dreamactor_core.image_embed import load_image_encoder
+from ..dreamactor_core.image_embed import load_image_encoder, with_reference_embedding
 from ..dreamactor_core.text_encoder_files import load_text_encoder
 from . import model_files
 from .model_folders import TEXT_ENCODERS
@@ -182,8 +182,7 @@ class ReferenceImageEmbed:
         }
 
     def embed(self, positive, negative, image_encoder, reference) -> tuple:
-        positive = positive.with_image_embeds(image_encoder.encode(reference))
-        return positive, positive.unconditional_like(negative)
+        return with_reference_embedding(image_encoder, reference, positive, negative)
 
 
 class FromComfyConditioning:

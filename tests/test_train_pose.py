@@ -84,6 +84,8 @@ def test_resume_continues_with_identical_state(root, cache):
     expected, got = checkpoints.load_state_dict(straight.lora), checkpoints.load_state_dict(split_out)
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[key], got[key]) for key in expected)
+    # Both runs conditioned on the reference's SigLIP embedding (tiny_model_paths gives an image encoder).
+    assert checkpoints.read_header(split_out)[1]["image_embeds"] == "siglip"
     assert (root / "split_checkpoints" / "split-step00000001.safetensors").is_file()
     assert not (root / "split_checkpoints" / "step_00000001").exists()  # keep_checkpoints=1 pruned it
 
@@ -122,3 +124,4 @@ def test_command_line_trains_on_tiny_models(root, cache):
     assert code == 0
     _, metadata = checkpoints.read_header(out)
     assert (metadata["rank"], metadata["alpha"], metadata["step"]) == ("4", "2.0", "1")
+    assert metadata["image_embeds"] == "siglip"  # --tiny brings the tiny SigLIP

@@ -1,5 +1,6 @@
 """RGB-stage training: manifest triplets, warm start from a pose LoRA in any layout (the delta is
-carried over exactly), and refusal of LoRAs for another backbone or rank without losing files."""
+carried over exactly), refusal of LoRAs for another backbone or rank without losing files, and a
+warning (not a refusal) for a pose LoRA trained with another reference image embedding setting."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dreamactor_core.errors import DreamActorError
 from dreamactor_core.lora import load_lora
 from dreamactor_core.model_loading import load_transformer
 from dreamactor_core.tiny_models import build_tiny_transformer, ffn_lora_state_dict
+from dreamactor_core.train.lora_peft import read_warm_start
 from dreamactor_core.train.loop import train
 from dreamactor_core.train.manifest import Triplet, append_triplet
 from dreamactor_core.train.rgb_stage import rgb_stage
@@ -72,6 +74,39 @@ def test_training_moves_the_warm_started_lora(root, manifest):
     model = load_transformer(paths.transformer)
     before, after = _delta(pose_lora, model), _delta(result.lora, model)
     assert all((before[name] - after[name]).abs().max() > 1e-5 for name in before)
+
+
+def test_warm_start_from_a_lora_trained_without_image_embeds_warns_and_trains(root, manifest):
+    paths = tiny_model_paths(root)
+    pose_lora = root / "pose_without_embeds.safetensors"
+    save_file(ffn_lora_state_dict(build_tiny_transformer(), rank=8, alpha=8.0, seed=6), str(pose_lora),
+              metadata={"stage": "pose", "image_embeds": "none"})
+    config = tiny_config(rank=8, max_steps=1)
+    messages: list[str] = []
+    result = train(rgb_stage(manifest, config, QUIET), paths, config, root / "rgb_warned.safetensors",
+                   cache_dir=root / "cache", init_lora=pose_lora, log=messages.append)
+    assert result.step == 1
+    assert [m for m in messages if m.startswith("warning")] == [
+        "warning: --init-lora 'pose_without_embeds.safetensors' was trained with reference image embeddings 'none', "
+        "this run uses 'siglip'; the warm start still applies"]
+    assert checkpoints.read_header(result.lora)[1]["image_embeds"] == "siglip"
+
+
+@pytest.mark.parametrize("metadata, this_run, warned", [
+    ({"stage": "pose", "image_embeds": "siglip"}, "siglip", False),
+    ({"stage": "pose", "image_embeds": "siglip"}, "none", True),
+    ({"stage": "pose"}, "siglip", True),  # this pack's LoRAs from before the key trained without
+    ({}, "siglip", False),  # a LoRA from elsewhere does not say how it was trained
+])
+def test_warm_start_warns_only_when_the_image_embeds_setting_differs(root, metadata, this_run, warned):
+    pose_lora = root / "pose_metadata.safetensors"
+    save_file(ffn_lora_state_dict(build_tiny_transformer(), rank=8, seed=7), str(pose_lora), metadata=metadata)
+    model = load_transformer(tiny_model_paths(root).transformer)
+    messages: list[str] = []
+    layers = read_warm_start(pose_lora, model, model.adapter.visual_ffn_modules(model.transformer), 8, this_run,
+                             messages.append)
+    assert len(layers) == 4
+    assert len(messages) == int(warned)
 
 
 @pytest.mark.parametrize("make, message", [

@@ -29,13 +29,14 @@ def tiny_config(**overrides):
 
 @functools.cache
 def tiny_model_paths(root: Path) -> ModelFiles:
-    """Tiny seeded models (the same bytes on every call) written under ``root``."""
+    """Tiny seeded models (the same bytes on every call) written under ``root``, with the tiny SigLIP
+    as image encoder, as ``--tiny`` and ``--models-dir`` give training one."""
     from dreamactor_core.tiny_encoders import write_tiny_encoders
     from dreamactor_core.tiny_models import write_tiny_models
 
     models = write_tiny_models(root / "models")
     encoders = write_tiny_encoders(root / "models" / "text_encoders", root / "models" / "clip_vision")
-    return ModelFiles(models["transformer"], models["vae"], encoders["pipeline"])
+    return ModelFiles(models["transformer"], models["vae"], encoders["pipeline"], image_encoder=encoders["siglip"])
 
 
 def write_webp(path: Path, frames: np.ndarray, duration_ms: int = 40) -> Path:

@@ -4,8 +4,19 @@ resumable checkpoints and LoRA files, and periodic sample renders.
 
 Order of work, so a bad input fails before anything is written or loaded for long: the caller
 prepares the clips (``data``), then prompts are encoded once (``text_cache``; the text encoder is
-freed before the transformer loads), then the warm-start LoRA is checked, and only then does
-training write anything. ``--out`` is replaced only by a complete file at the end.
+freed before the transformer loads), then the image encoder and the warm-start LoRA are loaded and
+checked, and only then does training write anything. ``--out`` is replaced only by a complete file at
+the end.
+
+Reference image embedding: with ``ModelFiles.image_encoder`` (the default with --models-dir, and
+with --tiny) every forward, the sample render's included, gets the SigLIP embedding of its clip's
+reference frame, joined by ``image_embed.with_reference_embedding`` exactly as ``pipeline.animate``
+and the workflows' Reference Image Embed node join it; without one the backbone's zero embedding is
+used, said once in the log and recorded in the LoRA's metadata (``image_embeds``). The encoder stays
+loaded and encodes each clip's reference as it is drawn, instead of a disk cache like the prompts':
+it is small next to the transformer (~0.4B parameters against 8.3B) and one pass over one picture is
+negligible next to a training step, while references are random frames of random windows, rarely
+drawn twice, so a disk cache of 729 x 1152 embeddings would grow by megabytes a step and rarely hit.
 
 Determinism: step ``n``'s clips, augmentations, noise and noise levels come from generators seeded
 with (seed, process index, n, clip index), so a resumed run draws exactly what an uninterrupted one
@@ -25,10 +36,12 @@ import numpy as np
 import torch
 
 from ..errors import DreamActorError
+from ..image_embed import load_image_encoder, with_reference_embedding
 from ..model_loading import load_transformer, load_vae
 from ..pipeline import ModelFiles
 from ..text_encoder_files import load_text_encoder
 from ..encoder_files import file_identity
+from ..text import Conditioning
 from .checkpointing import Progress, register_lora_hooks, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .data import Sample
@@ -103,13 +116,22 @@ def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | P
     with accelerator.main_process_first():
         texts.prepare([*stage.prompts, ""], lambda: load_text_encoder(paths.text_encoder, paths.glyph_encoder,
                                                                        dtype=dtype, device=device), say)
+    image_encoder = None
+    if paths.image_encoder is not None:
+        image_encoder = load_image_encoder(paths.image_encoder, dtype=dtype, device=device)
+        say(f"reference image embeddings: {Path(paths.image_encoder).name} (SigLIP), as at inference")
+    else:
+        say("no image encoder: training with zero reference image embeddings; inference that adds the reference's "
+            "SigLIP embedding (--image-encoder, the Reference Image Embed node) will not match")
+    image_embeds = "siglip" if image_encoder is not None else "none"
     model = load_transformer(paths.transformer, dtype=dtype, device=device)
     adapter = model.adapter
     if adapter.name != config.backbone:
         raise DreamActorError(f"--transformer '{Path(paths.transformer).name}' is a {adapter.display_name} model, "
                               f"but the config trains backbone '{config.backbone}'")
     targets = adapter.visual_ffn_modules(model.transformer)
-    warm = read_warm_start(init_lora, model, targets, config.rank) if init_lora is not None else None
+    warm = (read_warm_start(init_lora, model, targets, config.rank, image_embeds, say)
+            if init_lora is not None else None)
     transformer = model.transformer
     add_lora(transformer, targets, config.rank, config.lora_alpha(), config.seed)
     if warm is not None:
@@ -137,13 +159,19 @@ def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | P
         f"{len(targets)} layers, {accelerator.num_processes} process(es) on {device}, precision "
         f"{accelerator.mixed_precision}, {config.max_steps - progress.step} steps to go")
 
-    def text_for(prompt: str) -> dict[str, torch.Tensor]:
-        return adapter.prepare_conditioning(transformer, texts.get(prompt), 1, device, dtype)
+    def conditioning(example: Example, negative_prompt: str | None = None) -> tuple[Conditioning, Conditioning | None]:
+        """The example's prompt (and ``negative_prompt``'s) conditioning with its reference's embedding."""
+        negative = texts.get(negative_prompt) if negative_prompt is not None else None
+        return with_reference_embedding(image_encoder, example.reference, texts.get(example.prompt), negative)
 
-    held: tuple[Example, float, str] | None = None
+    def forward_kwargs(example: Example) -> dict[str, torch.Tensor]:
+        positive, _ = conditioning(example)
+        return adapter.prepare_conditioning(transformer, positive.tensors, 1, device, dtype)
+
+    held: tuple[Example, float] | None = None
     if main and config.sample_every > 0 and not config.fsdp:
         held_sample = stage.make_sample(stage.items[0], _generator(config, 0, HELD_CLIP, 0), config, temporal)
-        held = (encode_example(held_sample, vae, config), held_sample.fps, held_sample.prompt)
+        held = (encode_example(held_sample, vae, config), held_sample.fps)
 
     losses: list[float] = []
     while progress.step < config.max_steps:
@@ -157,7 +185,7 @@ def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | P
             noise = torch.randn(example.clean.shape, generator=noise_rng)
             syncing = clip == config.batch_size - 1
             with nullcontext() if syncing else accelerator.no_sync(ddp_model):
-                loss = flow_matching_loss(ddp_model, adapter, example, text_for(example.prompt), level, noise)
+                loss = flow_matching_loss(ddp_model, adapter, example, forward_kwargs(example), level, noise)
                 accelerator.backward(loss / config.batch_size)
             step_loss += loss.item() / config.batch_size
         if config.max_grad_norm > 0:
@@ -173,24 +201,26 @@ def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | P
         if config.checkpoint_every > 0 and progress.step % config.checkpoint_every == 0:
             folder = save_checkpoint(accelerator, checkpoint_root, progress.step, config.keep_checkpoints)
             _save(accelerator, ddp_model, checkpoint_root / f"{out.stem}-step{progress.step:08d}.safetensors",
-                  config, stage.name, progress.step, targets)
+                  config, stage.name, progress.step, targets, image_embeds)
             say(f"checkpoint {folder}")
         if held is not None and progress.step % config.sample_every == 0:
-            example, fps, prompt = held
-            path = render_sample(transformer, adapter, vae, example, texts.get(prompt), texts.get(""), fps,
+            example, fps = held
+            positive, negative = conditioning(example, "")
+            path = render_sample(transformer, adapter, vae, example, positive, negative, fps,
                                  config.sample_steps, config.sample_cfg, samples_dir / f"step_{progress.step:08d}.mp4")
             say(f"sample {path}")
         accelerator.wait_for_everyone()
-    _save(accelerator, ddp_model, out, config, stage.name, progress.step, targets)
+    _save(accelerator, ddp_model, out, config, stage.name, progress.step, targets, image_embeds)
     say(f"wrote {out} (step {progress.step})")
     accelerator.end_training()
     return TrainResult(out, progress.step, losses)
 
 
 def _save(accelerator, ddp_model: torch.nn.Module, path: Path, config: TrainConfig, stage: str, step: int,
-          targets: list[str]) -> None:
+          targets: list[str], image_embeds: str) -> None:
     """Gather the LoRA (every process takes part: FSDP shards it) and write it from the main process."""
     tensors = lora_tensors(accelerator.get_state_dict(ddp_model))
     if accelerator.is_main_process:
-        save_lora(path, tensors, lora_metadata(config.backbone, config.rank, config.lora_alpha(), stage, step, targets))
+        save_lora(path, tensors, lora_metadata(config.backbone, config.rank, config.lora_alpha(), stage, step, targets,
+                                                     image_embeds))
     accelerator.wait_for_everyone()

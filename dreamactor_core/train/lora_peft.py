@@ -8,7 +8,9 @@ list the loader and the tiny test LoRAs use.
 File layout: diffusers/peft keys ``transformer.<module>.lora_A.weight`` / ``lora_B.weight`` (B not
 pre-scaled), the alpha in diffusers' ``lora_adapter_metadata`` JSON (which ``load_lora`` reads, and
 diffusers' own loader understands), plus plain metadata naming backbone, rank, alpha, stage, step and
-target modules, so a warm start can refuse a LoRA made for something else before touching weights.
+target modules, so a warm start can refuse a LoRA made for something else before touching weights,
+and ``image_embeds`` ("siglip" or "none"): whether the reference's SigLIP embedding conditioned the
+training, which a warm start only warns about (the weights still fit; the conditioning shifts).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -25,6 +28,7 @@ from ..lora import LoraLayer, load_lora
 from ..model_loading import DreamActorModel
 from .files import replacing
 
+IMAGE_EMBEDS = "image_embeds"  # metadata key: "siglip" or "none"
 PEFT_KEY = re.compile(r"^(?:module\.)?(?P<module>.+)\.lora_(?P<kind>[AB])(?:\.default)?\.weight$")
 
 
@@ -74,10 +78,11 @@ def load_lora_tensors(transformer: torch.nn.Module, tensors: dict[str, torch.Ten
             parameter.copy_(tensors[key])
 
 
-def lora_metadata(backbone: str, rank: int, alpha: float, stage: str, step: int, targets: list[str]) -> dict[str, str]:
+def lora_metadata(backbone: str, rank: int, alpha: float, stage: str, step: int, targets: list[str],
+                  image_embeds: str) -> dict[str, str]:
     return {
         "format": "pt", "backbone": backbone, "rank": str(rank), "alpha": repr(float(alpha)), "stage": stage,
-        "step": str(step), "target_modules": json.dumps(targets),
+        "step": str(step), "target_modules": json.dumps(targets), IMAGE_EMBEDS: image_embeds,
         "lora_adapter_metadata": json.dumps({"r": rank, "lora_alpha": float(alpha), "target_modules": targets}),
     }
 
@@ -93,9 +98,12 @@ def save_lora(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict
     return path
 
 
-def read_warm_start(path: str | Path, model: DreamActorModel, targets: list[str], rank: int) -> dict[str, LoraLayer]:
+def read_warm_start(path: str | Path, model: DreamActorModel, targets: list[str], rank: int, image_embeds: str,
+                    log: Callable[[str], None]) -> dict[str, LoraLayer]:
     """A previous stage's LoRA for ``model`` (the plain transformer, before injection), checked to
-    be for this backbone, these exact targets and this rank; any layout ``load_lora`` reads."""
+    be for this backbone, these exact targets and this rank; any layout ``load_lora`` reads. A LoRA
+    trained with another ``image_embeds`` setting is logged, not refused: its weights fit, and
+    continuing under the conditioning inference uses is how such a LoRA gets corrected."""
     path = Path(path)
     if not path.is_file():
         raise DreamActorError(f"--init-lora '{path}' does not exist")
@@ -118,6 +126,12 @@ def read_warm_start(path: str | Path, model: DreamActorModel, targets: list[str]
     if ranks != [rank]:
         raise DreamActorError(f"--init-lora '{path.name}' has rank {ranks}, this run trains rank {rank}: "
                               "set --rank to match")
+    # This pack's LoRAs written before the key existed ("stage" present, no IMAGE_EMBEDS) trained
+    # without the embedding; files from elsewhere do not say, so nothing is claimed about them.
+    trained_with = metadata.get(IMAGE_EMBEDS, "none" if "stage" in metadata else None)
+    if trained_with is not None and trained_with != image_embeds:
+        log(f"warning: --init-lora '{path.name}' was trained with reference image embeddings '{trained_with}', "
+            f"this run uses '{image_embeds}'; the warm start still applies")
     return layers
 
 

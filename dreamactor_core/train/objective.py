@@ -16,6 +16,11 @@ loss there would mostly teach copying and dilute the gradient of what is actuall
 Reading the region from the packed mask (not from a hard-coded half) keeps it right for the
 folded-temporal mask layout of Wan as well.
 
+Text and reference: the prompt's embedding plus, with an image encoder, the reference picture's
+SigLIP embedding, joined by ``image_embed.with_reference_embedding`` as ``pipeline.animate`` joins
+them; the reference is the clip's frame 0 at its source size, the picture the canvas's left half
+shows on frame 0 (the loop makes the conditioning; ``Example`` carries the picture).
+
 Noise levels: logit-normal s = sigmoid(N(0, 1)) (SD3's choice; it favours the middle levels where
 the velocity is hardest to predict) or uniform, then time-shifted with the backbone's sampling shift
 (s' = shift s / (1 + (shift - 1) s), the sampler's own schedule), so training spends its steps at the
@@ -49,6 +54,7 @@ class Example:
     clean: torch.Tensor  # x0: the target canvas latent
     loss_region: torch.Tensor  # [1, 1, T, H, W]: 1 where the model generates
     prompt: str
+    reference: torch.Tensor  # [1, H, W, 3]: the picture whose SigLIP embedding joins the prompt's
 
 
 def encode_example(sample: Sample, vae: DreamActorVAE, config: TrainConfig, tile_size: int = 256) -> Example:
@@ -71,7 +77,7 @@ def encode_example(sample: Sample, vae: DreamActorVAE, config: TrainConfig, tile
     clean = encode_video(vae, target, tile_size=tile_size)
     region = (mask.amax(dim=1, keepdim=True) == 0).float()
     # encode_video runs in inference mode; clones are ordinary tensors autograd may save.
-    return Example(condition.clone(), mask.clone(), clean.clone(), region, sample.prompt)
+    return Example(condition.clone(), mask.clone(), clean.clone(), region, sample.prompt, sample.reference)
 
 
 def draw_noise_level(generator: torch.Generator, config: TrainConfig, adapter: BackboneAdapter) -> float:

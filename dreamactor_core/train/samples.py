@@ -4,22 +4,24 @@ shows what it learns (the whole canvas is written: the generated left half besid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
 from ..backbones.base import BackboneAdapter
 from ..model_loading import DreamActorModel, DreamActorVAE
 from ..sampling import sample
+from ..text import Conditioning
 from ..vae import decode_latent
 from ..video_io import write_video
 from .objective import Example
 
 
 def render_sample(transformer: torch.nn.Module, adapter: BackboneAdapter, vae: DreamActorVAE, example: Example,
-                  positive: Mapping[str, torch.Tensor], negative: Mapping[str, torch.Tensor], fps: float,
+                  positive: Conditioning, negative: Conditioning | None, fps: float,
                   steps: int, cfg: float, path: Path, seed: int = 0) -> Path:
-    """Sample ``example``'s canvas with ``transformer`` (LoRA injected and active) and write it as mp4."""
+    """Sample ``example``'s canvas with ``transformer`` (LoRA injected and active) and write it as mp4.
+    ``positive``/``negative``: the training's own conditioning (prompt plus reference embedding), so
+    the render shows the LoRA under the conditioning it is trained with and used under."""
     was_training = transformer.training
     transformer.eval()
     try:

@@ -6,9 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
-import torch
-
-from ..text import HunyuanVideo15TextEncoder
+from ..text import Conditioning, HunyuanVideo15TextEncoder
 from .files import replacing, settings_key
 
 TEXT_FORMAT = "dreamactor-text-1"
@@ -43,7 +41,9 @@ class TextEmbeddings:
         del encoder
         return len(missing)
 
-    def get(self, prompt: str) -> dict[str, torch.Tensor]:
+    def get(self, prompt: str) -> Conditioning:
+        """The prompt's conditioning as the encoder returned it (a ``Conditioning``, so the reference
+        embedding joins it through ``image_embed.with_reference_embedding``, as at inference)."""
         from safetensors.torch import load_file
 
-        return load_file(str(self.path(prompt)))
+        return Conditioning(HunyuanVideo15TextEncoder.backbone, prompt, load_file(str(self.path(prompt))))
