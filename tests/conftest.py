@@ -23,3 +23,9 @@ def comfy(tmp_path_factory: pytest.TempPathFactory):
     )
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def train_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One pose and prompt cache for every training test: the dancer clip's poses are extracted once."""
+    return tmp_path_factory.getbasetemp() / "train_cache"

@@ -17,18 +17,17 @@ from train_fixtures import tiny_config, tiny_model_paths, video_folder
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_two_gloo_processes_train_the_same_lora_layout(tmp_path, tmp_path_factory):
-    cache = tmp_path_factory.getbasetemp() / "train_cache"  # poses already extracted by other tests, or now
+def test_two_gloo_processes_train_the_same_lora_layout(tmp_path, train_cache):
     videos = video_folder(tmp_path / "clips", frames=5)
     config = tiny_config(min_frames=5, max_frames=5, max_steps=1)
-    pose_stage(videos, config, cache, print)  # extract once here, so the two processes only read the cache
-    single = train(pose_stage(videos, config, cache, print), tiny_model_paths(tmp_path), config,
-                   tmp_path / "single.safetensors", cache_dir=cache, log=print)
+    pose_stage(videos, config, train_cache, print)  # extract once here, so the two processes only read the cache
+    single = train(pose_stage(videos, config, train_cache, print), tiny_model_paths(tmp_path), config,
+                   tmp_path / "single.safetensors", cache_dir=train_cache, log=print)
     out = tmp_path / "ddp.safetensors"
     accelerate = Path(sys.executable).with_name("accelerate")
     command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dreamactor_core", "train", "pose",
-               "--tiny", "--videos", str(videos), "--out", str(out), "--cache-dir", str(cache),
+               "--tiny", "--videos", str(videos), "--out", str(out), "--cache-dir", str(train_cache),
                "--min-frames", "5", "--max-frames", "5", "--max-steps", "2", "--batch-size", "1", "--rank", "8"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

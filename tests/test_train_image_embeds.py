@@ -28,11 +28,6 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "train_cache"  # shared by the training test files
-
-
-@pytest.fixture(scope="module")
 def clips(root):
     """A 5-frame clip: with 5-frame windows every sample's reference is the clip's frame 0."""
     return video_folder(root / "clips", frames=5, prompt=PROMPT)
@@ -64,11 +59,11 @@ def _inference_embeds(root, clips, frame: int, seen: list) -> torch.Tensor:
     return seen[0][1]
 
 
-def test_training_and_sample_render_get_the_embedding_inference_computes(root, cache, clips, forwards):
+def test_training_and_sample_render_get_the_embedding_inference_computes(root, train_cache, clips, forwards):
     config = tiny_config(min_frames=5, max_frames=5, max_steps=1, sample_every=1, sample_steps=2, sample_cfg=2.0)
     messages: list[str] = []
-    result = train(pose_stage(clips, config, cache, messages.append), tiny_model_paths(root), config,
-                   root / "with.safetensors", cache_dir=cache, log=messages.append)
+    result = train(pose_stage(clips, config, train_cache, messages.append), tiny_model_paths(root), config,
+                   root / "with.safetensors", cache_dir=train_cache, log=messages.append)
     training = [embeds for is_training, embeds in forwards if is_training]
     rendering = [embeds for is_training, embeds in forwards if not is_training]
     assert len(training) == 1 and len(rendering) == 4  # 2 sampler steps x (positive, negative)
@@ -84,12 +79,12 @@ def test_training_and_sample_render_get_the_embedding_inference_computes(root, c
         "reference image embeddings: tiny_siglip.safetensors (SigLIP), as at inference"]
 
 
-def test_without_an_image_encoder_training_uses_zeros_and_says_so_once(root, cache, clips, forwards):
+def test_without_an_image_encoder_training_uses_zeros_and_says_so_once(root, train_cache, clips, forwards):
     paths = replace(tiny_model_paths(root), image_encoder=None)
     config = tiny_config(min_frames=5, max_frames=5, max_steps=2, batch_size=2)
     messages: list[str] = []
-    result = train(pose_stage(clips, config, cache, messages.append), paths, config, root / "without.safetensors",
-                   cache_dir=cache, log=messages.append)
+    result = train(pose_stage(clips, config, train_cache, messages.append), paths, config, root / "without.safetensors",
+                   cache_dir=train_cache, log=messages.append)
     assert len(forwards) == 4
     assert all(embeds.shape[:2] == (1, 1) and not embeds.any() for _, embeds in forwards)
     assert sum("no image encoder" in m for m in messages) == 1

@@ -29,17 +29,12 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "train_cache"  # shared by the training test files
-
-
-@pytest.fixture(scope="module")
-def overfit(root, cache):
+def overfit(root, train_cache):
     """20 steps on one 5-frame clip with a high learning rate (the paper's 5e-5 is for 50k steps)."""
     config = tiny_config(min_frames=5, max_frames=5, rank=16, learning_rate=1e-2, max_steps=20,
                          bone_scale_probability=0.0, max_grad_norm=0.0, seed=3)
-    stage = pose_stage(video_folder(root / "one_clip", frames=5), config, cache, QUIET)
-    return train(stage, tiny_model_paths(root), config, root / "overfit.safetensors", cache_dir=cache, log=QUIET)
+    stage = pose_stage(video_folder(root / "one_clip", frames=5), config, train_cache, QUIET)
+    return train(stage, tiny_model_paths(root), config, root / "overfit.safetensors", cache_dir=train_cache, log=QUIET)
 
 
 def test_loss_falls_when_overfitting_one_clip(overfit):
@@ -68,17 +63,17 @@ def test_saved_lora_loads_fully_and_changes_the_sampler(root, overfit):
     assert (plain - with_lora).abs().max() > 1e-3
 
 
-def test_resume_continues_with_identical_state(root, cache):
+def test_resume_continues_with_identical_state(root, train_cache):
     folder = video_folder(root / "resume_clips", frames=9)
     paths = tiny_model_paths(root)
     config = tiny_config(min_frames=5, max_frames=9, batch_size=2, learning_rate=1e-3, max_steps=2,
                          checkpoint_every=1, keep_checkpoints=1, warmup_steps=3, seed=5)
-    stage = pose_stage(folder, config, cache, QUIET)
-    straight = train(stage, paths, config, root / "straight.safetensors", cache_dir=cache, log=QUIET)
+    stage = pose_stage(folder, config, train_cache, QUIET)
+    straight = train(stage, paths, config, root / "straight.safetensors", cache_dir=train_cache, log=QUIET)
     split_out = root / "split.safetensors"
-    first = train(stage, paths, tiny_config(**{**config.__dict__, "max_steps": 1}), split_out, cache_dir=cache, log=QUIET)
+    first = train(stage, paths, tiny_config(**{**config.__dict__, "max_steps": 1}), split_out, cache_dir=train_cache, log=QUIET)
     assert first.step == 1 and (root / "split_checkpoints" / "step_00000001").is_dir()
-    resumed = train(stage, paths, config, split_out, cache_dir=cache, resume="latest", log=QUIET)
+    resumed = train(stage, paths, config, split_out, cache_dir=train_cache, resume="latest", log=QUIET)
     assert resumed.step == 2 and len(resumed.losses) == 1
     assert resumed.losses[0] == straight.losses[1]
     expected, got = checkpoints.load_state_dict(straight.lora), checkpoints.load_state_dict(split_out)
@@ -90,7 +85,7 @@ def test_resume_continues_with_identical_state(root, cache):
     assert not (root / "split_checkpoints" / "step_00000001").exists()  # keep_checkpoints=1 pruned it
 
 
-def test_poses_are_extracted_once_per_video_content(root, cache):
+def test_poses_are_extracted_once_per_video_content(root, train_cache):
     messages: list[str] = []
     folder = video_folder(root / "cached", frames=5)
     for _ in range(2):
@@ -102,24 +97,24 @@ def test_poses_are_extracted_once_per_video_content(root, cache):
     assert messages[-1].startswith("cached poses of other.webp")
 
 
-def test_bad_video_folders_are_clear_errors(root, cache):
+def test_bad_video_folders_are_clear_errors(root, train_cache):
     config = tiny_config()
     (root / "empty").mkdir()
     with pytest.raises(DreamActorError, match="holds no videos"):
-        pose_stage(root / "empty", config, cache, QUIET)
+        pose_stage(root / "empty", config, train_cache, QUIET)
     broken = root / "broken"
     broken.mkdir()
     (broken / "clip.mp4").write_bytes(b"not a video at all")
     with pytest.raises(DreamActorError, match="clip.mp4' could not be read"):
-        pose_stage(broken, config, cache, QUIET)
+        pose_stage(broken, config, train_cache, QUIET)
     with pytest.raises(DreamActorError, match="every clip is shorter than min_frames 49"):
-        pose_stage(video_folder(root / "short"), tiny_config(min_frames=49, max_frames=121), cache, QUIET)
+        pose_stage(video_folder(root / "short"), tiny_config(min_frames=49, max_frames=121), train_cache, QUIET)
 
 
-def test_command_line_trains_on_tiny_models(root, cache):
+def test_command_line_trains_on_tiny_models(root, train_cache):
     out = root / "cli" / "pose.safetensors"
     code = main(["train", "pose", "--tiny", "--videos", str(video_folder(root / "cli_clips", frames=5)),
-                 "--out", str(out), "--cache-dir", str(cache), "--min-frames", "5", "--max-frames", "5",
+                 "--out", str(out), "--cache-dir", str(train_cache), "--min-frames", "5", "--max-frames", "5",
                  "--max-steps", "1", "--rank", "4", "--alpha", "2"])
     assert code == 0
     _, metadata = checkpoints.read_header(out)
