@@ -109,6 +109,10 @@ def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | P
     accelerator = _accelerator(config)
     main = accelerator.is_main_process
     say: Log = log if main else (lambda _: None)
+    if config.fsdp and accelerator.distributed_type.value != "FSDP":
+        # accelerate applies its FSDP plugin to GPU processes only; CPU processes get DDP.
+        say(f"--fsdp: not sharding ({accelerator.distributed_type.value} run; accelerate shards on GPUs only), "
+            "every process holds the whole backbone")
     # Multi-process CPU runs report "cpu:0", which safetensors refuses as a load device.
     device = torch.device("cpu") if accelerator.device.type == "cpu" else accelerator.device
     dtype = _weights_dtype(accelerator)
