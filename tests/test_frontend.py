@@ -32,6 +32,7 @@ CANVAS_REPORT = """async () => {
   return {
     nodeCount: nodes.length,
     unknownTypes: nodes.map(n => n.type).filter(t => !known.has(t)),
+    boxes: nodes.map(n => [n.id, ...n.boundingRect]),  // as drawn: title bar and widgets included
     prompt: output,
   };
 }"""
@@ -43,6 +44,12 @@ THUMBNAILS_LOADED = """(count) => [...document.querySelectorAll('.p-dialog img')
 def _expected_node_count(name: str) -> int:
     workflow = json.loads((REPO / "workflows" / f"{name}.json").read_text())
     return len(workflow["nodes"])
+
+
+def _overlapping(boxes: list[list[float]]) -> list[tuple[int, int]]:
+    """Pairs of node ids whose drawn rectangles [id, x, y, width, height] intersect."""
+    return [(a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+            if a[1] < b[1] + b[3] and b[1] < a[1] + a[3] and a[2] < b[2] + b[4] and b[2] < a[2] + a[4]]
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +100,7 @@ def test_shipped_workflow_loads_in_the_real_frontend(comfy, model_files, browser
     assert thumbnail.ok and thumbnail.headers["content-type"] == "image/jpeg"
     assert report["unknownTypes"] == [], f"missing node types: {report['unknownTypes']}"
     assert report["nodeCount"] == _expected_node_count(name)
+    assert _overlapping(report["boxes"]) == [], "nodes drawn over each other"
     workflow = json.loads((REPO / "workflows" / f"{name}.json").read_text())
     converted = {ident: {"class_type": node["class_type"], "inputs": node["inputs"]}
                  for ident, node in ui_to_api(workflow, comfy.object_info()).items()}
