@@ -37,7 +37,7 @@ SAMPLER = {"seed": 42, "steps": 30, "cfg": 6.0, "shift": 5.0, "solver": "euler"}
 NODE_WIDTH, COLUMN_GAP, ROW_GAP = 360, 60, 30
 GROUP_COLOR = {"inputs": "#3f789e", "pose": "#a1309b", "canvas": "#b58b2a", "models": "#444", "prompt": "#8A8",
                "generate": "#335"}
-TALL_NODES = {"LoadImage": 340, "SaveVideo": 380}
+TALL_NODES = {"LoadImage": 340, "LoadVideo": 450, "SaveVideo": 380}  # room for their previews
 # Loader nodes whose default files get the frontend's "missing models" download links.
 _FOLDERS = {
     f"{PACK}LoadModel": ("diffusion_models",), f"{PACK}LoadVAE": ("vae",), f"{PACK}LoadTextEncoder": ("text_encoders",),
@@ -297,7 +297,7 @@ def build_workflow(object_info: dict, mode: str) -> dict:
               filename_prefix="dreamactor_m2/pose_skeletons")
     b.note("canvas", "Canvas", GROUP_NOTES["canvas"], 110)
     canvas = b.add(f"{PACK}BuildCanvas", "canvas", reference=(reference, 0), driving=motion, width=(width, 0),
-                   height=(height, 0), fps=fps)
+                   height=(height, 0), fps=fps, reference_mask=(reference, 1))  # transparent PNGs: background
     masks = b.add(f"{PACK}CanvasMasks", "canvas", canvas_info=(canvas, 1))
     canvas_video = b.add("CreateVideo", "canvas", title="Canvas video", images=(canvas, 0), fps=fps)
     b.add("SaveVideo", "canvas", title="Save canvas preview", video=(canvas_video, 0),
