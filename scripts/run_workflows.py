@@ -79,6 +79,15 @@ def default_models_dir() -> Path | None:
     return REPO.parents[1] / "models" if REPO.parent.name == "custom_nodes" else None
 
 
+def missing_real_files(models_dir: Path | None, modes: list[str]) -> list[str]:
+    """``folder/name`` of each file the ``modes``' workflows need that ``models_dir`` lacks (all of
+    them without a folder): the demo runs on real weights only when this is empty."""
+    roles = {role for mode in modes for role in ROLES[mode]}
+    needed = [DEFAULT_MODELS[role] for role in sorted(roles)]
+    absent = missing_models(models_dir, tuple(sorted(roles))) if models_dir is not None else needed
+    return sorted(f"{model.folder}/{model.name}" for model in absent)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "outputs")
@@ -87,14 +96,12 @@ def main() -> None:
                         help="a ComfyUI models folder with the real files")
     args = parser.parse_args()
     modes = args.mode or ["pose", "rgb"]
-    real = args.models_dir is not None and not any(missing_models(args.models_dir, ROLES[m]) for m in modes)
+    missing = missing_real_files(args.models_dir, modes)
+    real = not missing
     if real:
         print(f"real weights from {args.models_dir}")
     else:
         where = args.models_dir or "no ComfyUI models folder given"
-        missing = sorted({f"{m.folder}/{m.name}" for mode in modes for m in
-                          (missing_models(args.models_dir, ROLES[mode]) if args.models_dir else
-                           [DEFAULT_MODELS[r] for r in ROLES[mode]])})
         print(BANNER + f"(real files missing in {where}: {', '.join(missing)})\n")
     with tempfile.TemporaryDirectory(prefix="dreamactor-demo-") as scratch:
         base = Path(scratch)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from comfy_harness.workflow import ui_to_api
-from dreamactor_core.default_models import DEFAULT_MODELS, missing_models, write_tiny_stand_ins
+from dreamactor_core.default_models import DEFAULT_MODELS, write_tiny_stand_ins
 from dreamactor_core.video_io import read_clip
 
 pytestmark = pytest.mark.comfy
@@ -121,9 +121,13 @@ def test_shipped_workflow_turns_photo_and_clip_into_saved_videos(comfy, main_job
 
 
 def test_main_job_picks_real_weights_only_when_every_file_is_there(tmp_path):
-    assert {m.name for m in missing_models(tmp_path)} == {m.name for m in DEFAULT_MODELS.values()}
+    job = _script("run_workflows")
+    every = {f"{m.folder}/{m.name}" for m in DEFAULT_MODELS.values()}
+    assert set(job.missing_real_files(None, ["pose", "rgb"])) == every
+    assert set(job.missing_real_files(tmp_path, ["pose", "rgb"])) == every
     write_tiny_stand_ins(tmp_path / "models", tmp_path / "scratch")
-    assert missing_models(tmp_path / "models") == []
-    (tmp_path / "models" / DEFAULT_MODELS["rgb_lora"].folder / DEFAULT_MODELS["rgb_lora"].name).unlink()
-    assert missing_models(tmp_path / "models", ("transformer", "pose_lora")) == []
-    assert missing_models(tmp_path / "models") == [DEFAULT_MODELS["rgb_lora"]]
+    assert job.missing_real_files(tmp_path / "models", ["pose", "rgb"]) == []
+    rgb_lora = DEFAULT_MODELS["rgb_lora"]
+    (tmp_path / "models" / rgb_lora.folder / rgb_lora.name).unlink()
+    assert job.missing_real_files(tmp_path / "models", ["pose"]) == []  # the pose workflow has all it needs
+    assert job.missing_real_files(tmp_path / "models", ["pose", "rgb"]) == [f"loras/{rgb_lora.name}"]
