@@ -23,6 +23,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from comfy_harness.workflow import has_control_widget, is_widget, ordered_inputs  # noqa: E402
 from dreamactor_core.default_models import DEFAULT_MODELS  # noqa: E402
 
 WORKFLOWS = REPO / "workflows"
@@ -85,27 +86,16 @@ class WorkflowBuilder:
 
     # ----- serialisation -----
     def _spec(self, node: Node) -> list[tuple[str, list, bool]]:
-        spec = self.info[node.type]["input"]
-        order = self.info[node.type].get("input_order") or {g: list(spec.get(g, {})) for g in ("required", "optional")}
-        return [(name, spec[group][name], group == "optional") for group in ("required", "optional")
-                for name in order.get(group, [])]
-
-    @staticmethod
-    def _is_widget(entry: list) -> bool:
-        kind = entry[0]
-        return isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
-
-    @staticmethod
-    def _has_control(name: str, entry: list) -> bool:
-        options = entry[1] if len(entry) > 1 else {}
-        return bool(options.get("control_after_generate", entry[0] == "INT" and name in ("seed", "noise_seed")))
+        """(name, spec, optional) of each input, in the order the frontend lays them out."""
+        optional = self.info[node.type]["input"].get("optional", {})
+        return [(name, spec, name in optional) for name, spec in ordered_inputs(self.info[node.type])]
 
     def _widget_values(self, node: Node) -> list:
         if node.type == "MarkdownNote":
             return [node.text]
         values = []
         for name, entry, _ in self._spec(node):
-            if not self._is_widget(entry):
+            if not is_widget(entry):
                 continue
             options = entry[1] if len(entry) > 1 else {}
             choices = entry[0] if isinstance(entry[0], list) else options.get("options", [])
@@ -117,7 +107,7 @@ class WorkflowBuilder:
                 values.append(choices[0])
             else:
                 raise ValueError(f"{node.type}.{name}: no value and no default")
-            if self._has_control(name, entry):
+            if has_control_widget(name, entry):
                 values.append("fixed")
             if options.get("image_upload") or options.get("video_upload"):
                 values.append("image")  # the frontend's upload button widget
@@ -129,7 +119,7 @@ class WorkflowBuilder:
         if node.type in TALL_NODES:
             return TALL_NODES[node.type]
         multiline = sum(1 for name, entry, _ in self._spec(node)
-                        if self._is_widget(entry) and len(entry) > 1 and entry[1].get("multiline"))
+                        if is_widget(entry) and len(entry) > 1 and entry[1].get("multiline"))
         return 30 + 24 * max(inputs, outputs) + 24 * len(widgets) + 70 * multiline
 
     def to_json(self, workflow_id: str) -> dict:
@@ -140,7 +130,7 @@ class WorkflowBuilder:
             inputs = []
             if node.type != "MarkdownNote":
                 for name, entry, optional in self._spec(node):
-                    widget = self._is_widget(entry)
+                    widget = is_widget(entry)
                     if widget and name not in node.links_in:
                         continue
                     slot: dict[str, Any] = {"name": name, "type": entry[0] if not isinstance(entry[0], list) else "COMBO"}

@@ -39,21 +39,24 @@ def _links(raw_links: list, prefix: str = "") -> dict[int, Link]:
     return links
 
 
-def _is_widget(spec: list) -> bool:
+def is_widget(spec: list) -> bool:
+    """Whether the frontend shows this /object_info input as a widget (a value, not a socket)."""
     kind, options = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
     if options.get("forceInput"):
         return False
     return isinstance(kind, list) or kind in WIDGET_TYPES
 
 
-def _has_control_widget(name: str, spec: list) -> bool:
+def has_control_widget(name: str, spec: list) -> bool:
+    """Whether the frontend adds a control_after_generate value after this widget's value."""
     options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
     if "control_after_generate" in options:
         return bool(options["control_after_generate"])
     return spec[0] == "INT" and name in SEED_NAMES
 
 
-def _ordered_inputs(info: dict) -> list[tuple[str, list]]:
+def ordered_inputs(info: dict) -> list[tuple[str, list]]:
+    """A node's inputs, required then optional, in /object_info's declared order."""
     inputs = info["input"]
     order = info.get("input_order") or {g: list(inputs.get(g, {})) for g in ("required", "optional")}
     return [(name, inputs[group][name]) for group in ("required", "optional") for name in order.get(group, [])]
@@ -65,12 +68,12 @@ def _widget_values(node: dict, info: dict) -> dict[str, Any]:
         return dict(raw)
     values, position = {}, 0
     raw = list(raw or [])
-    for name, spec in _ordered_inputs(info):
-        if not _is_widget(spec) or position >= len(raw):
+    for name, spec in ordered_inputs(info):
+        if not is_widget(spec) or position >= len(raw):
             continue
         values[name] = raw[position]
         position += 1
-        if _has_control_widget(name, spec):
+        if has_control_widget(name, spec):
             position += 1
     return values
 
