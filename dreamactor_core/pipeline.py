@@ -124,8 +124,9 @@ def pose_driving(frames: torch.Tensor, settings: AnimationSettings,
 def animate(models: AnimationModels, reference: torch.Tensor, driving: torch.Tensor, fps: float, *,
             mode: Mode, prompt: str, settings: AnimationSettings = AnimationSettings(),
             poses: PoseSequence | None = None, progress: ProgressHook | None = None) -> Animation:
-    """Animate ``reference`` ([1, H, W, C] or [H, W, C], 0..1, C = 3 or 4 with alpha) with ``driving`` frames ([T, H, W, 3])
-    in ``mode``. ``poses``: the driving clip's poses when already extracted (pose mode)."""
+    """Animate ``reference`` ([1, H, W, C] or [H, W, C], 0..1, C = 3 or 4 with alpha) with
+    ``driving`` frames ([T, H, W, 3]) in ``mode``. ``poses``: the driving clip's poses when already
+    extracted (pose mode)."""
     if mode not in MODES:
         raise DreamActorError(f"mode: expected one of {', '.join(MODES)}, got '{mode}'")
     transparency = None

@@ -6,16 +6,15 @@ the converted workflows run what an artist's Queue button sends)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from comfy_harness.workflow import ui_to_api
 from dreamactor_core.default_models import write_tiny_stand_ins
+from repo_scripts import load_script
 
 pytestmark = pytest.mark.comfy
 
@@ -58,15 +57,7 @@ def _overlapping(boxes: list[list[float]]) -> list[tuple[int, int]]:
 def model_files(comfy, tmp_path_factory):
     """The workflows' model files (as tiny stand-ins) and input files exist, as on an artist's machine."""
     write_tiny_stand_ins(comfy.models_dir, tmp_path_factory.mktemp("tiny"))
-    _main_job().prepare_inputs(comfy.input_dir)
-
-
-def _main_job():
-    spec = importlib.util.spec_from_file_location("run_workflows", REPO / "scripts" / "run_workflows.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_workflows"] = module
-    spec.loader.exec_module(module)
-    return module
+    load_script("run_workflows").prepare_inputs(comfy.input_dir)
 
 
 @pytest.fixture(scope="module")

@@ -4,29 +4,17 @@ generated canvas (against the same workflow at strength 0)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from dreamactor_core.cli import main
 from dreamactor_core.default_models import write_tiny_stand_ins
+from repo_scripts import load_script
 from train_fixtures import video_folder
 
 pytestmark = pytest.mark.comfy
 
-REPO = Path(__file__).resolve().parents[1]
 TRAINED = "dreamactor_m2/trained_pose_lora.safetensors"
-
-
-def _main_job():
-    spec = importlib.util.spec_from_file_location("run_workflows", REPO / "scripts" / "run_workflows.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_workflows"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +40,7 @@ def _run_with_lora(comfy, job, strength: float, tag: str) -> tuple[torch.Tensor,
 
 
 def test_trained_lora_loads_in_the_lora_node_and_changes_the_result(comfy, trained_lora):
-    job = _main_job()
+    job = load_script("run_workflows")
     job.prepare_inputs(comfy.input_dir)
     with_lora, report = _run_with_lora(comfy, job, 1.0, "on")
     without, _ = _run_with_lora(comfy, job, 0.0, "off")

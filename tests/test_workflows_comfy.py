@@ -5,9 +5,7 @@ dancing clip, with tiny random-weight models saved under the workflows' own file
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import pytest
 from comfy_harness.workflow import ui_to_api
 from dreamactor_core.default_models import DEFAULT_MODELS, write_tiny_stand_ins
 from dreamactor_core.video_io import read_clip
+from repo_scripts import load_script
 
 pytestmark = pytest.mark.comfy
 
@@ -24,28 +23,20 @@ MODES = ("pose", "rgb")
 PACK_MODULE = "custom_nodes.ComfyUI-DreamActor-M2"
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def _workflow(mode: str) -> dict:
     return json.loads((REPO / "workflows" / f"dreamactor_m2_{mode}.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def main_job(comfy, tmp_path_factory):
-    job = _script("run_workflows")
+    job = load_script("run_workflows")
     write_tiny_stand_ins(comfy.models_dir, tmp_path_factory.mktemp("tiny"))
     job.prepare_inputs(comfy.input_dir)
     return job
 
 
 def test_shipped_files_are_what_the_builder_writes(comfy):
-    builder = _script("build_workflows")
+    builder = load_script("build_workflows")
     info = comfy.object_info()
     assert sorted(p.name for p in (REPO / "workflows").iterdir()) == [
         "dreamactor_m2_pose.jpg", "dreamactor_m2_pose.json", "dreamactor_m2_rgb.jpg", "dreamactor_m2_rgb.json"]
@@ -121,7 +112,7 @@ def test_shipped_workflow_turns_photo_and_clip_into_saved_videos(comfy, main_job
 
 
 def test_main_job_picks_real_weights_only_when_every_file_is_there(tmp_path):
-    job = _script("run_workflows")
+    job = load_script("run_workflows")
     every = {f"{m.folder}/{m.name}" for m in DEFAULT_MODELS.values()}
     assert set(job.missing_real_files(None, ["pose", "rgb"])) == every
     assert set(job.missing_real_files(tmp_path, ["pose", "rgb"])) == every
