@@ -104,11 +104,11 @@ def test_shipped_workflow_loads_in_the_real_frontend(comfy, model_files, browser
     assert report["nodeCount"] == _expected_node_count(name)
     assert _overlapping(report["boxes"]) == [], report["boxes"]
     workflow = json.loads((REPO / "workflows" / f"{name}.json").read_text())
+    info = comfy.object_info()
     converted = {ident: {"class_type": node["class_type"], "inputs": node["inputs"]}
-                 for ident, node in ui_to_api(workflow, comfy.object_info()).items()}
+                 for ident, node in ui_to_api(workflow, info).items()}
     # The frontend also sends its own display widgets (LoadVideo's 'video-preview' once the file
     # exists); the server reads only the inputs a node declares, so compare those.
-    info = comfy.object_info()
     declared = lambda kind: {*info[kind]["input"].get("required", {}), *info[kind]["input"].get("optional", {})}  # noqa: E731
     from_frontend = {ident: {"class_type": node["class_type"],
                              "inputs": {k: v for k, v in node["inputs"].items() if k in declared(node["class_type"])}}
