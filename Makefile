@@ -8,8 +8,10 @@ setup:
 demo: setup
 	.venv/bin/python scripts/run_workflows.py --out outputs
 
-## The whole test suite (unit tests, real ComfyUI, real frontend in Chromium)
+## The lint (ruff, pinned in requirements-dev.txt) and the whole test suite (unit tests, real ComfyUI,
+## real frontend in Chromium)
 test: setup
+	.venv/bin/ruff check .
 	.venv/bin/python -m pytest tests -q -p no:cacheprovider
 
 bench: setup

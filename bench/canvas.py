@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from dreamactor_core.canvas import build_canvas  # noqa: E402
-from dreamactor_core.masks import canvas_mask  # noqa: E402
+from dreamactor_core.canvas.composite import build_canvas  # noqa: E402
+from dreamactor_core.canvas.masks import canvas_mask  # noqa: E402
 
 FRAMES, HEIGHT, WIDTH = 49, 480, 832
 RUNS = 5

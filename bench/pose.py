@@ -22,13 +22,14 @@ os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, befor
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from real_data import template_clip  # noqa: E402
 
-from dreamactor_core.pose import augment, render, skeleton as sk  # noqa: E402
+from dreamactor_core.pose import augment, render  # noqa: E402
+from dreamactor_core.pose import skeleton as sk  # noqa: E402
 from dreamactor_core.pose.extract import extract_poses, make_estimator  # noqa: E402
-from dreamactor_core.pose.extract_dwpose import DWPose, POSE_FILE  # noqa: E402
+from dreamactor_core.pose.extract_dwpose import POSE_FILE, DWPose  # noqa: E402
 from dreamactor_core.pose.types import PoseSequence, from_pose_keypoint, to_pose_keypoint  # noqa: E402
 from dreamactor_core.video_io import read_clip  # noqa: E402
-from real_data import template_clip  # noqa: E402
 
 SIZE = 512
 REPEAT = 10  # the 45-frame clip tiled to 450 frames
@@ -58,7 +59,7 @@ def controlnet_aux_render(poses: PoseSequence) -> np.ndarray:
                   [k for k in keypoints(p[sk.FACE]) if k is not None]) for p in frame] for frame in poses.frames]
     for frame in prepared[:20]:  # warm-up, as for ours
         canvas = np.zeros((poses.height, poses.width, 3), dtype=np.uint8)
-        for body, left, right, face in frame:
+        for body, _left, _right, _face in frame:
             draw_bodypose(canvas, body)
     start = time.perf_counter()
     for frame in prepared:

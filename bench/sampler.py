@@ -31,15 +31,16 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import weakref  # noqa: E402
 
 import torch  # noqa: E402
+from engine_fixtures import canvas_mask  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils._pytree import tree_flatten  # noqa: E402
 
-from dreamactor_core import lora, sampling  # noqa: E402
-from dreamactor_core import vae as video_vae  # noqa: E402
-from dreamactor_core.backbones import get_adapter  # noqa: E402
-from dreamactor_core.model_loading import DreamActorModel, DreamActorVAE  # noqa: E402
-from dreamactor_core.tiny_models import build_tiny_transformer, build_tiny_vae, tiny_text_conditioning  # noqa: E402
-from engine_fixtures import canvas_mask  # noqa: E402
+from dreamactor_core import sampling  # noqa: E402
+from dreamactor_core.models import lora  # noqa: E402
+from dreamactor_core.models import vae as video_vae  # noqa: E402
+from dreamactor_core.models.backbones import get_adapter  # noqa: E402
+from dreamactor_core.models.loading import DreamActorModel, DreamActorVAE  # noqa: E402
+from dreamactor_core.testing.tiny_models import build_tiny_transformer, build_tiny_vae, tiny_text_conditioning  # noqa: E402
 
 ADAPTER = get_adapter("hunyuan_video_15")
 LATENT = (1, 32, 3, 4, 8)
@@ -184,7 +185,7 @@ def bench_lora_memory(dtype: torch.dtype) -> None:
         layers[name] = lora.LoraLayer(torch.randn(rank, module.in_features) * 0.01,
                                       torch.randn(module.out_features, rank) * 0.01, 1.0)
     weights = lora.LoraWeights("bench", layers)
-    lora_bytes = sum(l.down.nbytes + l.up.nbytes for l in layers.values())
+    lora_bytes = sum(layer.down.nbytes + layer.up.nbytes for layer in layers.values())
     condition = torch.randn(LATENT)
     mask = canvas_mask(condition)
     text = tiny_text_conditioning()

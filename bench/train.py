@@ -24,15 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import torch  # noqa: E402
+from train_fixtures import tiny_config, tiny_model_paths, video_folder  # noqa: E402
 
-from dreamactor_core.image_embed import load_image_encoder  # noqa: E402
-from dreamactor_core.model_loading import load_transformer, load_vae  # noqa: E402
+from dreamactor_core.conditioning.image_encoder import load_image_encoder  # noqa: E402
+from dreamactor_core.models.loading import load_transformer, load_vae  # noqa: E402
+from dreamactor_core.testing.tiny_models import tiny_text_conditioning  # noqa: E402
 from dreamactor_core.train.loop import _generator, train  # noqa: E402
 from dreamactor_core.train.lora_peft import add_lora  # noqa: E402
 from dreamactor_core.train.objective import draw_noise_level, encode_example, flow_matching_loss  # noqa: E402
-from dreamactor_core.train.pose_stage import pose_stage  # noqa: E402
-from dreamactor_core.tiny_models import tiny_text_conditioning  # noqa: E402
-from train_fixtures import tiny_config, tiny_model_paths, video_folder  # noqa: E402
+from dreamactor_core.train.stages import pose_stage  # noqa: E402
 
 SHORT, LONG, REPEATS = 2, 10, 8
 QUIET = lambda message: None  # noqa: E731

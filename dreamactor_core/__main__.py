@@ -1,7 +1,7 @@
-"""``python -m dreamactor_core``: see ``cli.py``."""
+"""``python -m dreamactor_core``: see ``app/cli.py``."""
 
 import sys
 
-from .cli import main
+from .app.cli import main
 
 sys.exit(main())

@@ -15,20 +15,19 @@ from typing import Literal
 
 import torch
 
-from .canvas import build_canvas
+from .canvas.composite import build_canvas
+from .canvas.masks import canvas_mask, pack_latent_mask
+from .canvas.result import extract_result
+from .conditioning.image_encoder import ImageEncoder, load_image_encoder, with_reference_embedding
+from .conditioning.text_encoder import HunyuanVideo15TextEncoder, load_text_encoder
 from .errors import DreamActorError
-from .image_embed import ImageEncoder, load_image_encoder, with_reference_embedding
-from .lora import load_lora
-from .masks import canvas_mask, pack_latent_mask
-from .model_loading import DreamActorModel, DreamActorVAE, load_transformer, load_vae
+from .models.loading import DreamActorModel, DreamActorVAE, load_transformer, load_vae
+from .models.lora import load_lora
+from .models.vae import decode_latent, encode_video
 from .pose import augment, extract, render
 from .pose.types import PoseSequence
 from .progress import ProgressHook
-from .result import extract_result
 from .sampling import sample
-from .text import HunyuanVideo15TextEncoder
-from .text_encoder_files import load_text_encoder
-from .vae import decode_latent, encode_video
 
 Mode = Literal["pose", "rgb"]
 MODES: tuple[str, ...] = ("pose", "rgb")

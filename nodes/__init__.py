@@ -1,13 +1,13 @@
-"""ComfyUI adapters for the engine in ``dreamactor_core``: one module per concept, listed once here.
-
-Each module exports NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS for its own nodes.
+"""ComfyUI adapters for the engine in ``dreamactor_core``: one module per stage of the data flow
+(pose, canvas, conditioning, models, sampling) plus ``comfy_bridge`` for ComfyUI plumbing, listed
+once here. Each stage module exports NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS.
 """
 
-from . import canvas, lora, model, model_folders, pose, prompt, sampler, text, vae
+from . import canvas, comfy_bridge, conditioning, models, pose, sampling
 
-model_folders.register()
+comfy_bridge.register()
 
-_MODULES = (prompt, text, pose, canvas, model, lora, vae, sampler)
+_MODULES = (conditioning, pose, canvas, models, sampling)
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -10,14 +10,19 @@ Custom types:
 
 from __future__ import annotations
 
-from ..dreamactor_core.backbones import ADAPTERS
-from ..dreamactor_core.canvas import DEFAULT_MULTIPLE, DEFAULT_TEMPORAL, FRAME_RULES, build_canvas, parse_color
+from ..dreamactor_core.canvas.composite import (
+    DEFAULT_MULTIPLE,
+    DEFAULT_TEMPORAL,
+    FRAME_RULES,
+    build_canvas,
+    parse_color,
+)
+from ..dreamactor_core.canvas.masks import canvas_mask, pack_latent_mask
+from ..dreamactor_core.canvas.placement import FIT_MODES
+from ..dreamactor_core.canvas.result import RESULT_SIZES, extract_result
 from ..dreamactor_core.errors import DreamActorError
-from ..dreamactor_core.masks import canvas_mask, pack_latent_mask
-from ..dreamactor_core.placement import FIT_MODES
-from ..dreamactor_core.result import RESULT_SIZES, extract_result
-from .comfy_bridge import progress_hook
-from .registry import CATEGORY_ROOT
+from ..dreamactor_core.models.backbones import ADAPTERS
+from .comfy_bridge import CATEGORY_ROOT, progress_hook
 
 CANVAS_TYPE = "DREAMACTOR_CANVAS"
 LATENT_MASK_TYPE = "DREAMACTOR_LATENT_MASK"

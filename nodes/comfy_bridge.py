@@ -1,11 +1,81 @@
-"""The few places where the pack's nodes touch ComfyUI itself: progress bars and interruption.
+"""The few places where the pack's nodes touch ComfyUI itself: node naming, model folders and file
+choices, device and precision, progress bars and interruption.
 
 Everything else in ``nodes/`` is plain type conversion and calls into ``dreamactor_core``.
 """
 
 from __future__ import annotations
 
+import os
+
+import folder_paths
+import torch
+
+from ..dreamactor_core.errors import MissingModelFile
 from ..dreamactor_core.progress import ProgressHook
+
+NODE_PREFIX = "DreamActorM2_"
+CATEGORY_ROOT = "DreamActor-M2"
+POSE_FOLDER = "dreamactor_pose"
+DIFFUSION_MODELS = "diffusion_models"
+VAE = "vae"
+TEXT_ENCODERS = "text_encoders"
+LORAS = "loras"
+
+
+def register() -> None:
+    """Register the pose folder under ComfyUI's models directory (idempotent)."""
+    default = os.path.join(folder_paths.models_dir, POSE_FOLDER)
+    folder_paths.add_model_folder_path(POSE_FOLDER, default)
+    extensions = folder_paths.folder_names_and_paths[POSE_FOLDER][1]
+    extensions.update({".onnx", ".pth", ".safetensors"})
+
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def _diffusers_folders(folder: str) -> list[str]:
+    found = []
+    for root in folder_paths.get_folder_paths(folder):
+        if os.path.isdir(root):
+            for entry in sorted(os.listdir(root)):
+                if os.path.isfile(os.path.join(root, entry, "config.json")) or os.path.isfile(
+                        os.path.join(root, entry, "transformer", "config.json")):
+                    found.append(entry)
+    return found
+
+
+def choices(folder: str) -> list[str]:
+    """Single .safetensors files and diffusers folders in a ComfyUI models folder, with forward
+    slashes on every OS (ComfyUI lists subfolders with backslashes on Windows), so a workflow saved
+    on one system validates on another."""
+    folders = _diffusers_folders(folder)
+    files = [name.replace("\\", "/") for name in folder_paths.get_filename_list(folder) if name.endswith(".safetensors")]
+    files = [name for name in files if name.split("/")[0] not in folders]
+    return sorted(set(files + folders))
+
+
+def resolve(folder: str, name: str) -> str:
+    """The full path of a choice from ``choices``; a clear error when it is gone."""
+    path = folder_paths.get_full_path(folder, name)
+    if path:
+        return path
+    for root in folder_paths.get_folder_paths(folder):
+        candidate = os.path.join(root, name)
+        if os.path.isdir(candidate):
+            return candidate
+    raise MissingModelFile(name, folder)
+
+
+def device_and_dtype(precision: str) -> tuple[torch.device, torch.dtype]:
+    """ComfyUI's compute device, and the dtype: 'auto' is bf16 where the device supports it, else fp32."""
+    import comfy.model_management as mm
+
+    device = mm.get_torch_device()
+    if precision != "auto":
+        return device, _DTYPES[precision]
+    return device, torch.bfloat16 if mm.should_use_bf16(device) else torch.float32
 
 
 def progress_hook(total: int) -> ProgressHook:

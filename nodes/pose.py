@@ -9,9 +9,7 @@ import os
 import torch
 
 from ..dreamactor_core.pose import augment, extract, render, types
-from .comfy_bridge import progress_hook
-from .model_folders import POSE_FOLDER
-from .registry import CATEGORY_ROOT
+from .comfy_bridge import CATEGORY_ROOT, POSE_FOLDER, progress_hook
 
 CATEGORY = f"{CATEGORY_ROOT}/pose"
 LOG = logging.getLogger(__name__)

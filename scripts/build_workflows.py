@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from comfy_harness.workflow import has_control_widget, is_widget, ordered_inputs  # noqa: E402
-from dreamactor_core.default_models import DEFAULT_MODELS  # noqa: E402
+from dreamactor_core.app.default_models import DEFAULT_MODELS  # noqa: E402
 
 WORKFLOWS = REPO / "workflows"
 MODES = ("pose", "rgb")
@@ -322,12 +322,12 @@ def write_thumbnail(mode: str, path: Path) -> Path:
     """The template card: frame 0 of the canvas this mode builds from the bundled sample inputs
     (astronaut photo, dancer clip), i.e. what the workflow feeds the model."""
     from PIL import Image
+    from real_data import skimage_photo, template_clip
 
-    from dreamactor_core.canvas import build_canvas
+    from dreamactor_core.canvas.composite import build_canvas
     from dreamactor_core.pose import extract, render
     from dreamactor_core.pose.augment import augment_clip
     from dreamactor_core.video_io import read_clip, to_uint8_frames, to_unit_frames
-    from real_data import skimage_photo, template_clip
 
     reference = to_unit_frames(skimage_photo("astronaut")[None])
     driving = to_unit_frames(read_clip(template_clip(), max_frames=1).frames)

@@ -23,12 +23,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from real_data import skimage_photo, template_clip  # noqa: E402
+
 from comfy_harness.provision import ensure_comfyui  # noqa: E402
 from comfy_harness.server import ComfyServer  # noqa: E402
 from comfy_harness.workflow import ui_to_api  # noqa: E402
-from dreamactor_core.default_models import DEFAULT_MODELS, missing_models, write_tiny_stand_ins  # noqa: E402
+from dreamactor_core.app.default_models import DEFAULT_MODELS, missing_models  # noqa: E402
+from dreamactor_core.testing.stand_ins import write_tiny_stand_ins  # noqa: E402
 from dreamactor_core.video_io import read_clip, write_video  # noqa: E402
-from real_data import skimage_photo, template_clip  # noqa: E402
 
 BANNER = """
 ##############################################################################

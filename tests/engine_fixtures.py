@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dreamactor_core.tiny_models import TINY_CANVAS
+from dreamactor_core.testing.tiny_models import TINY_CANVAS
 
 
 def canvas_mask(latent: torch.Tensor, channels: int = 1) -> torch.Tensor:

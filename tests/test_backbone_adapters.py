@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from dreamactor_core import lora, sampling
-from dreamactor_core import vae as video_vae
-from dreamactor_core.backbones import ADAPTERS, get_adapter
-from dreamactor_core.backbones.hunyuan_video import fuse_linear1, split_linear1
-from dreamactor_core.errors import DreamActorError
-from dreamactor_core.model_loading import DreamActorModel, load_transformer, load_vae
-from dreamactor_core.tiny_models import build_tiny_transformer, tiny_text_conditioning, write_tiny_models
 from engine_fixtures import canvas_frames, canvas_mask
+
+from dreamactor_core import sampling
+from dreamactor_core.errors import DreamActorError
+from dreamactor_core.models import lora
+from dreamactor_core.models import vae as video_vae
+from dreamactor_core.models.backbones import ADAPTERS, get_adapter
+from dreamactor_core.models.backbones.hunyuan_video import fuse_linear1, split_linear1
+from dreamactor_core.models.loading import DreamActorModel, load_transformer, load_vae
+from dreamactor_core.testing.tiny_models import build_tiny_transformer, tiny_text_conditioning, write_tiny_models
 
 
 @pytest.fixture(scope="module", params=sorted(ADAPTERS))

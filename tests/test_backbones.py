@@ -6,12 +6,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dreamactor_core.backbones import detect, get_adapter
-from dreamactor_core.backbones.hunyuan_video_15 import rope_axes_for
-from dreamactor_core.checkpoints import read_header
 from dreamactor_core.errors import DreamActorError, MissingModelFile
-from dreamactor_core.model_loading import load_transformer, load_vae
-from dreamactor_core.tiny_models import TINY_TRANSFORMER_CONFIGS, build_tiny_transformer, tiny_text_conditioning, write_tiny_models
+from dreamactor_core.models.backbones import detect, get_adapter
+from dreamactor_core.models.backbones.hunyuan_video_15 import rope_axes_for
+from dreamactor_core.models.checkpoints import read_header
+from dreamactor_core.models.loading import load_transformer, load_vae
+from dreamactor_core.testing.tiny_models import (
+    TINY_TRANSFORMER_CONFIGS,
+    build_tiny_transformer,
+    tiny_text_conditioning,
+    write_tiny_models,
+)
 
 ADAPTER = get_adapter("hunyuan_video_15")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from dreamactor_core.canvas import build_canvas, frame_corrections, panel_size, parse_color
-from dreamactor_core.errors import DreamActorError
-from dreamactor_core.placement import Box
 from real_data import skimage_photo
+
+from dreamactor_core.canvas.composite import build_canvas, frame_corrections, panel_size, parse_color
+from dreamactor_core.canvas.placement import Box
+from dreamactor_core.errors import DreamActorError
 
 
 def _random(*shape: int, seed: int = 0) -> torch.Tensor:

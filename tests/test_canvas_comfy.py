@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from real_data import skimage_photo
 
 from comfy_harness.server import PromptFailed
-from dreamactor_core.canvas import build_canvas
-from dreamactor_core.masks import canvas_mask, pack_latent_mask
-from dreamactor_core.result import extract_result
-from real_data import skimage_photo
+from dreamactor_core.canvas.composite import build_canvas
+from dreamactor_core.canvas.masks import canvas_mask, pack_latent_mask
+from dreamactor_core.canvas.result import extract_result
 
 pytestmark = pytest.mark.comfy
 

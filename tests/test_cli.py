@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-
-from dreamactor_core.cli_options import parse_lora
-from dreamactor_core.default_models import DEFAULT_MODELS, write_tiny_stand_ins
-from dreamactor_core.video_io import read_clip
 from real_data import skimage_photo, template_clip
+
+from dreamactor_core.app.cli_options import parse_lora
+from dreamactor_core.app.default_models import DEFAULT_MODELS
+from dreamactor_core.testing.stand_ins import write_tiny_stand_ins
+from dreamactor_core.video_io import read_clip
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 9

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from engine_fixtures import canvas_frames
 
 from comfy_harness.server import PromptFailed
 from dreamactor_core import sampling
-from dreamactor_core import vae as video_vae
-from dreamactor_core.model_loading import load_transformer, load_vae
-from dreamactor_core.tiny_models import tiny_text_conditioning, write_tiny_models
-from engine_fixtures import canvas_frames
+from dreamactor_core.models import vae as video_vae
+from dreamactor_core.models.loading import load_transformer, load_vae
+from dreamactor_core.testing.tiny_models import tiny_text_conditioning, write_tiny_models
 
 pytestmark = pytest.mark.comfy
 
@@ -56,7 +56,6 @@ def _prompt(model_name: str, lora_strength: float) -> dict:
 
 
 def test_load_sample_decode_inside_comfyui(comfy):
-    pytest.importorskip("dreamactor_core.masks", reason="the canvas mask packer (masks.py) is not in the tree yet")
     paths = write_tiny_models(comfy.models_dir)
     choices = comfy.object_info("DreamActorM2_LoadModel")["DreamActorM2_LoadModel"]["input"]["required"]["model_name"][0]
     assert {"tiny_hunyuan_video_15.safetensors", "tiny_hunyuan_video_15_comfy.safetensors",
@@ -74,7 +73,7 @@ def test_load_sample_decode_inside_comfyui(comfy):
 
     # The same graph in plain Python gives the same latent: the nodes add nothing of their own.
     condition = comfy.probe("canvas_latent")["samples"]
-    from dreamactor_core.masks import pack_latent_mask
+    from dreamactor_core.canvas.masks import pack_latent_mask
     mask = pack_latent_mask(_canvas_mask(), 16, 4, "per_latent_frame").unsqueeze(0)
     expected = sampling.sample(load_transformer(paths["transformer"]), positive, condition, mask, negative=negative,
                                seed=7, steps=2, cfg=3.0, shift=5.0, solver="dpmpp_2m")

@@ -11,10 +11,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 
 from comfy_harness.workflow import ui_to_api
-from dreamactor_core.default_models import write_tiny_stand_ins
-from repo_scripts import load_script
+from dreamactor_core.testing.stand_ins import write_tiny_stand_ins
 
 pytestmark = pytest.mark.comfy
 

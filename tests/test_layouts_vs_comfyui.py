@@ -17,10 +17,10 @@ import torch
 from safetensors.torch import save_file
 
 from comfy_harness.provision import ensure_comfyui
-from dreamactor_core.backbones import get_adapter
-from dreamactor_core.backbones.hunyuan_video_15 import FUSED_ATTENTION
-from dreamactor_core.model_loading import load_transformer, load_vae
-from dreamactor_core.tiny_models import TINY_TRANSFORMER_CONFIGS, build_tiny_vae
+from dreamactor_core.models.backbones import get_adapter
+from dreamactor_core.models.backbones.hunyuan_video_15 import FUSED_ATTENTION
+from dreamactor_core.models.loading import load_transformer, load_vae
+from dreamactor_core.testing.tiny_models import TINY_TRANSFORMER_CONFIGS, build_tiny_vae
 
 pytestmark = pytest.mark.comfy
 

@@ -6,13 +6,14 @@ import json
 
 import pytest
 import torch
+from engine_fixtures import canvas_mask
 from safetensors.torch import save_file
 
-from dreamactor_core import lora, sampling
+from dreamactor_core import sampling
 from dreamactor_core.errors import DreamActorError
-from dreamactor_core.model_loading import load_transformer
-from dreamactor_core.tiny_models import ffn_lora_state_dict, tiny_text_conditioning, write_tiny_models
-from engine_fixtures import canvas_mask
+from dreamactor_core.models import lora
+from dreamactor_core.models.loading import load_transformer
+from dreamactor_core.testing.tiny_models import ffn_lora_state_dict, tiny_text_conditioning, write_tiny_models
 
 
 @pytest.fixture(scope="module")

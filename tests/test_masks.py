@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dreamactor_core.backbones import ADAPTERS
-from dreamactor_core.canvas import build_canvas
+from dreamactor_core.canvas.composite import build_canvas
+from dreamactor_core.canvas.masks import FOLDED_TEMPORAL, MASK_LAYOUTS, PER_LATENT_FRAME, canvas_mask, pack_latent_mask
 from dreamactor_core.errors import DreamActorError
-from dreamactor_core.masks import FOLDED_TEMPORAL, MASK_LAYOUTS, PER_LATENT_FRAME, canvas_mask, pack_latent_mask
+from dreamactor_core.models.backbones import ADAPTERS
 
 
 def _layout(frames: int, height: int = 32, width: int = 48, transition: bool = False):
@@ -68,7 +68,7 @@ def test_reduction_is_a_max_over_the_cell_and_the_frame_group():
 def test_folded_temporal_equals_diffusers_wan_image_to_video_mask():
     from diffusers import WanImageToVideoPipeline
 
-    from dreamactor_core.tiny_models import build_tiny_vae
+    from dreamactor_core.testing.tiny_models import build_tiny_vae
 
     pipe = WanImageToVideoPipeline(tokenizer=None, text_encoder=None, vae=build_tiny_vae("wan_i2v"), scheduler=None)
     image = torch.zeros(1, 3, 32, 64)

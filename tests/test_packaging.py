@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from comfy_harness.provision import ensure_comfyui
 
@@ -60,7 +61,7 @@ def test_pyproject_is_ready_for_the_comfy_registry():
 
 def test_engine_imports_without_comfyui_and_without_heavy_dependencies(tmp_path):
     imported = _imported("import dreamactor_core, dreamactor_core.errors, dreamactor_core.progress, "
-                         "dreamactor_core.prompt", tmp_path, [])
+                         "dreamactor_core.conditioning.prompt", tmp_path, [])
     assert not imported & set(COMFY_MODULES)
     assert not imported & set(HEAVY), imported & set(HEAVY)
 

@@ -7,14 +7,19 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from pose_samples import pose_sequences, standing_person, with_someone
 
 from dreamactor_core.errors import DreamActorError
 from dreamactor_core.pose import skeleton as sk
 from dreamactor_core.pose.augment import (
-    augment_clip, clip_box, draw_bone_factors, fit_to_reference, normalize_to_panel, scale_bones,
+    augment_clip,
+    clip_box,
+    draw_bone_factors,
+    fit_to_reference,
+    normalize_to_panel,
+    scale_bones,
 )
 from dreamactor_core.pose.types import PoseSequence, empty_people
-from pose_samples import pose_sequences, standing_person, with_someone
 
 ranges = st.tuples(st.floats(0.3, 1.0), st.floats(1.0, 2.0))
 

@@ -16,7 +16,12 @@ from dreamactor_core.errors import MissingModelFile
 from dreamactor_core.pose import skeleton as sk
 from dreamactor_core.pose.extract import extract_poses
 from dreamactor_core.pose.extract_dwpose import (
-    DETECTOR_FILE, POSE_FILE, DWPose, crop_transform, decode_people, letterbox,
+    DETECTOR_FILE,
+    POSE_FILE,
+    DWPose,
+    crop_transform,
+    decode_people,
+    letterbox,
 )
 from dreamactor_core.pose.model_files import DWPOSE_LAYOUT, find_model_file
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pose_samples import standing_person
 
 from dreamactor_core.errors import DreamActorError
 from dreamactor_core.pose import skeleton as sk
 from dreamactor_core.pose.extract import clean_people, extract_poses, make_estimator
-from pose_samples import standing_person
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from real_data import CARTOON_CLIP, opencv_sample, skimage_photo, template_clip
 
 from dreamactor_core.pose import skeleton as sk
 from dreamactor_core.pose.extract import extract_poses, make_estimator
 from dreamactor_core.video_io import read_clip, read_image
-from real_data import CARTOON_CLIP, opencv_sample, skimage_photo, template_clip
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from real_data import opencv_sample
 
 from comfy_harness.server import PromptFailed
 from dreamactor_core.pose import augment, render, types
 from dreamactor_core.pose.extract import extract_poses, make_estimator
 from dreamactor_core.video_io import read_image
-from real_data import opencv_sample
 
 pytestmark = pytest.mark.comfy
 
@@ -61,8 +61,9 @@ def test_extract_augment_render_in_comfyui_match_the_engine(comfy):
 
 
 def test_a_clip_keeps_its_frame_count_through_extract_and_render(comfy):
-    from dreamactor_core.video_io import read_clip
     from real_data import template_clip
+
+    from dreamactor_core.video_io import read_clip
 
     frames = torch.from_numpy(read_clip(template_clip(), max_frames=4, stride=6).frames).float() / 255
     comfy.feed("dancer_frames", frames)
@@ -89,7 +90,6 @@ def test_a_clip_keeps_its_frame_count_through_extract_and_render(comfy):
 
 def test_a_photo_without_people_gives_an_empty_frame_and_augmenting_it_is_a_clear_error(comfy):
     from PIL import Image
-
     from real_data import skimage_photo
 
     Image.fromarray(skimage_photo("chelsea")).save(comfy.input_dir / "chelsea.png")

@@ -8,12 +8,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pose_samples import pose_sequences, standing_person
 
 from dreamactor_core.errors import DreamActorError
 from dreamactor_core.pose import skeleton as sk
 from dreamactor_core.pose.render import UINT8_PALETTE, RenderStyle, draw_poses, render_poses
 from dreamactor_core.pose.types import PoseSequence, empty_people
-from pose_samples import pose_sequences, standing_person
 
 
 def _drawn_elements(person: np.ndarray, hands: bool, face: bool, feet: bool) -> tuple[np.ndarray, np.ndarray]:

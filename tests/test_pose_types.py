@@ -9,14 +9,20 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pose_samples import pose_sequences, random_people, standing_person
 
 from dreamactor_core.errors import DreamActorError
 from dreamactor_core.pose import skeleton as sk
 from dreamactor_core.pose.types import (
-    PoseSequence, empty_people, from_coco_wholebody, from_pose_keypoint, load_json, save_json, to_coco_wholebody,
+    PoseSequence,
+    empty_people,
+    from_coco_wholebody,
+    from_pose_keypoint,
+    load_json,
+    save_json,
+    to_coco_wholebody,
     to_pose_keypoint,
 )
-from pose_samples import pose_sequences, random_people, standing_person
 
 
 def assert_same(a: PoseSequence, b: PoseSequence, tolerance: float = 0.0) -> None:

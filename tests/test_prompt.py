@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dreamactor_core.conditioning.prompt import DEFAULT_TEMPLATE, fuse_prompt, motion_action
 from dreamactor_core.errors import DreamActorError
-from dreamactor_core.prompt import DEFAULT_TEMPLATE, fuse_prompt, motion_action
 
 
 @pytest.mark.parametrize("motion, appearance, expected", [

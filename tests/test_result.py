@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from dreamactor_core.canvas import build_canvas
-from dreamactor_core.errors import DreamActorError
-from dreamactor_core.result import extract_result, result_frames
 from real_data import skimage_photo
+
+from dreamactor_core.canvas.composite import build_canvas
+from dreamactor_core.canvas.result import extract_result, result_frames
+from dreamactor_core.errors import DreamActorError
 
 
 def _generated(layout) -> torch.Tensor:

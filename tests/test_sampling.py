@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from engine_fixtures import canvas_mask
 
 from dreamactor_core import sampling
 from dreamactor_core.errors import DreamActorError
-from dreamactor_core.model_loading import DreamActorModel, load_transformer
-from dreamactor_core.tiny_models import tiny_text_conditioning, write_tiny_models
-from engine_fixtures import canvas_mask
+from dreamactor_core.models.loading import DreamActorModel, load_transformer
+from dreamactor_core.testing.tiny_models import tiny_text_conditioning, write_tiny_models
 
 LATENT = (1, 32, 3, 4, 8)
 
@@ -89,7 +89,7 @@ def test_temporal_windows_cover_all_frames_and_keep_the_reference():
     windows = sampling.temporal_windows(9, 4, 1)
     assert all(window[0] == 0 for window in windows)
     assert set().union(*map(set, windows)) == set(range(9))
-    weights = sampling._window_weights(windows, 9)
+    weights = sampling.window_weights(windows, 9)
     total = torch.zeros(9)
     for window, weight in zip(windows, weights):
         total[window] += weight

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from dreamactor_core import text
-from dreamactor_core.comfy_conditioning import from_comfy_conditioning
-from dreamactor_core.embedding_cache import EmbeddingCache
+from dreamactor_core.conditioning import text_encoder
+from dreamactor_core.conditioning.embedding_cache import EmbeddingCache
+from dreamactor_core.conditioning.from_comfy import from_comfy_conditioning
+from dreamactor_core.conditioning.image_encoder import load_image_encoder, to_uint8_rgb
+from dreamactor_core.conditioning.text_encoder import glyph_text, load_text_encoder
+from dreamactor_core.conditioning.types import TEXT_KEYS, Conditioning
 from dreamactor_core.errors import DreamActorError, MissingModelFile
-from dreamactor_core.image_embed import load_image_encoder, to_uint8_rgb
-from dreamactor_core.text import Conditioning, glyph_text
-from dreamactor_core.text_encoder_files import load_text_encoder
-from dreamactor_core.tiny_encoders import write_tiny_encoders
+from dreamactor_core.testing.tiny_encoders import write_tiny_encoders
 
 PROMPT = 'a gray bird with colorful feathers is waving its wings'
 GLYPH_PROMPT = 'a robot holds a sign that says "HELLO" and “世界”'
@@ -41,7 +41,7 @@ def _pipeline_class():
 
 def _fresh(encoder, cache: EmbeddingCache | None = None):
     """The same models with a private cache, so a test sees its own hits and misses."""
-    return text.HunyuanVideo15TextEncoder(encoder.mllm, encoder.tokenizer, encoder.glyph, encoder.glyph_tokenizer,
+    return text_encoder.HunyuanVideo15TextEncoder(encoder.mllm, encoder.tokenizer, encoder.glyph, encoder.glyph_tokenizer,
                                           identity=encoder.identity, cache=cache or EmbeddingCache())
 
 
@@ -51,14 +51,14 @@ def test_shapes_and_masks(encoder):
     conditioning = encoder.encode(PROMPT)
     tensors = conditioning.tensors
     assert conditioning.backbone == "hunyuan_video_15" and conditioning.prompt == PROMPT
-    assert tensors["encoder_hidden_states"].shape == (1, text.MLLM_MAX_TOKENS, 32)
+    assert tensors["encoder_hidden_states"].shape == (1, text_encoder.MLLM_MAX_TOKENS, 32)
     mask = tensors["encoder_attention_mask"]
-    assert mask.shape == (1, text.MLLM_MAX_TOKENS)
+    assert mask.shape == (1, text_encoder.MLLM_MAX_TOKENS)
     # One token per byte: the prompt, then the template's tail "<|im_end|>\n<|im_start|>assistant\n".
     valid = len(PROMPT.encode()) + len("\nassistant\n") + 2
     assert mask.sum() == valid and mask[0, :valid].all() and not mask[0, valid:].any()
     # No quoted text: zero glyph embeddings with an all-zero mask, as the pipeline feeds.
-    assert tensors["encoder_hidden_states_2"].shape == (1, text.GLYPH_MAX_TOKENS, 16)
+    assert tensors["encoder_hidden_states_2"].shape == (1, text_encoder.GLYPH_MAX_TOKENS, 16)
     assert not tensors["encoder_hidden_states_2"].any() and not tensors["encoder_attention_mask_2"].any()
 
 
@@ -73,10 +73,10 @@ def test_glyph_text_matches_diffusers():
 def test_template_crop_matches_the_pipeline_constants(encoder):
     pipeline = _pipeline_class()
     defaults = inspect.signature(pipeline._get_mllm_prompt_embeds).parameters
-    assert text.SYSTEM_MESSAGE == defaults["system_message"].default
-    assert text.HIDDEN_LAYERS_TO_SKIP == defaults["num_hidden_layers_to_skip"].default
+    assert text_encoder.SYSTEM_MESSAGE == defaults["system_message"].default
+    assert text_encoder.HIDDEN_LAYERS_TO_SKIP == defaults["num_hidden_layers_to_skip"].default
     # The crop is the template's token count before the prompt, whatever the tokenizer.
-    messages = [{"role": "system", "content": text.SYSTEM_MESSAGE}, {"role": "user", "content": "x"}]
+    messages = [{"role": "system", "content": text_encoder.SYSTEM_MESSAGE}, {"role": "user", "content": "x"}]
     ids = encoder.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                 return_dict=True).input_ids
     assert encoder.tokenizer.decode(ids[encoder.crop_start:]).startswith("x<|im_end|>")
@@ -99,14 +99,15 @@ def test_identical_to_diffusers_encode_prompt(encoder, prompt):
 def test_real_qwen_tokenizer_crop_is_diffusers_108_and_keeps_comfyuis_token_span():
     """With the real Qwen2.5 tokenizer (ComfyUI ships it) the computed crop is the pipeline's constant,
     and what survives the crop is the span ComfyUI keeps: the prompt and the template's tail."""
-    from comfy_harness.provision import ensure_comfyui
     from transformers import Qwen2Tokenizer
+
+    from comfy_harness.provision import ensure_comfyui
 
     tokenizer = Qwen2Tokenizer.from_pretrained(str(ensure_comfyui() / "comfy" / "text_encoders" / "qwen25_tokenizer"),
                                                local_files_only=True)
     diffusers_crop = inspect.signature(_pipeline_class()._get_mllm_prompt_embeds).parameters["crop_start"].default
-    assert text.template_prefix_length(tokenizer) == diffusers_crop == 108
-    messages = [{"role": "system", "content": text.SYSTEM_MESSAGE}, {"role": "user", "content": PROMPT}]
+    assert text_encoder.template_prefix_length(tokenizer) == diffusers_crop == 108
+    messages = [{"role": "system", "content": text_encoder.SYSTEM_MESSAGE}, {"role": "user", "content": PROMPT}]
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True).input_ids
     tail = tokenizer(PROMPT + "<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False).input_ids
     assert ids[108:] == tail
@@ -151,9 +152,9 @@ def test_cache_is_keyed_by_encoder_identity_and_text():
 
 def test_reloaded_files_share_the_cache_and_another_dtype_does_not(files):
     load_text_encoder(files["pipeline"]).encode("shared cache prompt")
-    misses = text.SHARED_CACHE.misses
+    misses = text_encoder.SHARED_CACHE.misses
     load_text_encoder(files["pipeline"]).encode("shared cache prompt")
-    assert text.SHARED_CACHE.misses == misses  # the reloaded files are the same encoder
+    assert text_encoder.SHARED_CACHE.misses == misses  # the reloaded files are the same encoder
     a = load_text_encoder(files["qwen"], tokenizer_dir=files["tokenizer"]).identity
     b = load_text_encoder(files["qwen"], tokenizer_dir=files["tokenizer"], dtype=torch.float64).identity
     assert a != b
@@ -245,10 +246,11 @@ def test_negative_shares_the_reference_image_embedding(encoder):
 
 def test_conditioning_drives_the_transformer_through_the_sampler_path(encoder, files):
     """The sampler's own conversion and the adapter's preparation feed the real transformer class."""
-    from dreamactor_core import sampling
-    from dreamactor_core.backbones import get_adapter
-    from dreamactor_core.tiny_models import TINY_TRANSFORMER_CONFIGS
     from diffusers import HunyuanVideo15Transformer3DModel
+
+    from dreamactor_core import sampling
+    from dreamactor_core.models.backbones import get_adapter
+    from dreamactor_core.testing.tiny_models import TINY_TRANSFORMER_CONFIGS
 
     torch.manual_seed(0)
     transformer = HunyuanVideo15Transformer3DModel(**TINY_TRANSFORMER_CONFIGS["hunyuan_video_15"]).eval()
@@ -256,7 +258,7 @@ def test_conditioning_drives_the_transformer_through_the_sampler_path(encoder, f
     conditioning = encoder.encode(GLYPH_PROMPT).with_image_embeds(image)
     kwargs = get_adapter("hunyuan_video_15").prepare_conditioning(
         transformer, sampling.conditioning_kwargs(conditioning), 1, torch.device("cpu"), torch.float32)
-    assert set(kwargs) == set(text.TEXT_KEYS) | {"image_embeds"}
+    assert set(kwargs) == set(TEXT_KEYS) | {"image_embeds"}
     latent = torch.randn(1, 65, 1, 2, 2)
     with torch.inference_mode():
         out = transformer(hidden_states=latent, timestep=torch.tensor([500.0]), return_dict=False, **kwargs)[0]

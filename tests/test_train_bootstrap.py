@@ -12,22 +12,23 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from real_data import CARTOON_CLIP, skimage_photo, template_clip
 
-from dreamactor_core.cli import main
+from dreamactor_core.app import bootstrap_cli
+from dreamactor_core.app.cli import main
 from dreamactor_core.errors import DreamActorError
 from dreamactor_core.pipeline import AnimationSettings, ModelFiles, load_models
 from dreamactor_core.pose import extract
-from dreamactor_core.tiny_encoders import write_tiny_encoders
-from dreamactor_core.tiny_models import build_tiny_transformer, ffn_lora_state_dict, write_tiny_models
-from dreamactor_core.train import bootstrap, scorers
-from dreamactor_core.train.bootstrap_inputs import ClipOptions
-from dreamactor_core.train.bootstrap_job import BootstrapJob, run_bootstrap
-from dreamactor_core.train.contact_sheet import row_size
+from dreamactor_core.testing.tiny_encoders import write_tiny_encoders
+from dreamactor_core.testing.tiny_models import build_tiny_transformer, ffn_lora_state_dict, write_tiny_models
+from dreamactor_core.train.bootstrap import scorers
+from dreamactor_core.train.bootstrap.contact_sheet import row_size
+from dreamactor_core.train.bootstrap.inputs import ClipOptions
+from dreamactor_core.train.bootstrap.job import BootstrapJob, run_bootstrap
+from dreamactor_core.train.bootstrap.report import read_report
+from dreamactor_core.train.bootstrap.scoring import ScoringInputs, WeightedScorer, resolve_scorer, run_scorers
 from dreamactor_core.train.manifest import read_manifest
-from dreamactor_core.train.report import read_report
-from dreamactor_core.train.scoring import ScoringInputs, WeightedScorer, resolve_scorer, run_scorers
 from dreamactor_core.video_io import read_clip, read_image, to_unit_frames, write_video
-from real_data import CARTOON_CLIP, skimage_photo, template_clip
 
 SETTINGS = AnimationSettings(width=64, height=64, steps=2, transition=False)
 CLIPS = ClipOptions(clip_frames=9, stride=2, max_frames=9)
@@ -150,7 +151,7 @@ def inputs(tmp_path_factory):
 
 def _job(inputs, out: Path, extra: tuple[WeightedScorer, ...] = ()) -> BootstrapJob:
     plugged = resolve_scorer("test_train_bootstrap:prefers_astronaut=10", scorers.BUILTIN_SCORERS)
-    builtin = tuple(resolve_scorer(name, scorers.BUILTIN_SCORERS) for name in bootstrap.DEFAULT_SCORERS)
+    builtin = tuple(resolve_scorer(name, scorers.BUILTIN_SCORERS) for name in bootstrap_cli.DEFAULT_SCORERS)
     return BootstrapJob(inputs[0], inputs[1], out, builtin + (plugged,) + extra, settings=SETTINGS, clips=CLIPS,
                         threshold=3.0, thumb=48, sheet_frames=2)
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from dreamactor_core.cli import main
-from dreamactor_core.default_models import write_tiny_stand_ins
 from repo_scripts import load_script
 from train_fixtures import video_folder
+
+from dreamactor_core.app.cli import main
+from dreamactor_core.testing.stand_ins import write_tiny_stand_ins
 
 pytestmark = pytest.mark.comfy
 

@@ -9,10 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dreamactor_core import checkpoints
-from dreamactor_core.train.loop import train
-from dreamactor_core.train.pose_stage import pose_stage
 from train_fixtures import tiny_config, tiny_model_paths, video_folder
+
+from dreamactor_core.models import checkpoints
+from dreamactor_core.train.loop import train
+from dreamactor_core.train.stages import pose_stage
 
 REPO = Path(__file__).resolve().parents[1]
 

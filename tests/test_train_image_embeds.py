@@ -9,15 +9,15 @@ from dataclasses import replace
 
 import pytest
 import torch
+from train_fixtures import tiny_config, tiny_model_paths, video_folder
 
-from dreamactor_core import checkpoints
-from dreamactor_core.backbones.hunyuan_video_15 import HunyuanVideo15
-from dreamactor_core.embedding_cache import SHARED_CACHE
+from dreamactor_core.conditioning.embedding_cache import SHARED_CACHE
+from dreamactor_core.models import checkpoints
+from dreamactor_core.models.backbones.hunyuan_video_15 import HunyuanVideo15
 from dreamactor_core.pipeline import AnimationSettings, animate, load_models
 from dreamactor_core.train.loop import train
-from dreamactor_core.train.pose_stage import pose_stage
+from dreamactor_core.train.stages import pose_stage
 from dreamactor_core.video_io import read_clip, to_unit_frames
-from train_fixtures import tiny_config, tiny_model_paths, video_folder
 
 PROMPT = "a person dancing"
 

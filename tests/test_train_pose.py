@@ -8,17 +8,17 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from dreamactor_core import checkpoints
-from dreamactor_core.cli import main
-from dreamactor_core.errors import DreamActorError
-from dreamactor_core.lora import load_lora
-from dreamactor_core.model_loading import load_transformer
-from dreamactor_core.sampling import sample
-from dreamactor_core.tiny_models import tiny_text_conditioning
-from dreamactor_core.train.loop import train
-from dreamactor_core.train.pose_stage import pose_stage
 from train_fixtures import tiny_config, tiny_model_paths, video_folder
+
+from dreamactor_core.app.cli import main
+from dreamactor_core.errors import DreamActorError
+from dreamactor_core.models import checkpoints
+from dreamactor_core.models.loading import load_transformer
+from dreamactor_core.models.lora import load_lora
+from dreamactor_core.sampling import sample
+from dreamactor_core.testing.tiny_models import tiny_text_conditioning
+from dreamactor_core.train.loop import train
+from dreamactor_core.train.stages import pose_stage
 
 QUIET = lambda message: None  # noqa: E731
 

@@ -7,20 +7,20 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
-
-from dreamactor_core import checkpoints
-from dreamactor_core.errors import DreamActorError
-from dreamactor_core.lora import load_lora
-from dreamactor_core.model_loading import load_transformer
-from dreamactor_core.tiny_models import build_tiny_transformer, ffn_lora_state_dict
-from dreamactor_core.train.lora_peft import read_warm_start
-from dreamactor_core.train.loop import train
-from dreamactor_core.train.manifest import Triplet, append_triplet
-from dreamactor_core.train.rgb_stage import rgb_stage
-from dreamactor_core.video_io import read_clip
 from real_data import CARTOON_CLIP, template_clip
+from safetensors.torch import save_file
 from train_fixtures import dancer_frames, tiny_config, tiny_model_paths, write_webp
+
+from dreamactor_core.errors import DreamActorError
+from dreamactor_core.models import checkpoints
+from dreamactor_core.models.loading import load_transformer
+from dreamactor_core.models.lora import load_lora
+from dreamactor_core.testing.tiny_models import build_tiny_transformer, ffn_lora_state_dict
+from dreamactor_core.train.loop import train
+from dreamactor_core.train.lora_peft import read_warm_start
+from dreamactor_core.train.manifest import Triplet, append_triplet
+from dreamactor_core.train.stages import rgb_stage
+from dreamactor_core.video_io import read_clip
 
 QUIET = lambda message: None  # noqa: E731
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from dreamactor_core import vae as video_vae
-from dreamactor_core.errors import DreamActorError
-from dreamactor_core.model_loading import load_vae
-from dreamactor_core.tiny_models import write_tiny_models
 from engine_fixtures import canvas_frames
+
+from dreamactor_core.errors import DreamActorError
+from dreamactor_core.models import vae as video_vae
+from dreamactor_core.models.loading import load_vae
+from dreamactor_core.testing.tiny_models import write_tiny_models
 
 
 @pytest.fixture(scope="module")

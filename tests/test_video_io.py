@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from real_data import CARTOON_CLIP, opencv_sample, template_clip
 
 from dreamactor_core.errors import DreamActorError
 from dreamactor_core.video_io import read_clip, read_image, to_unit_frames, write_video
-from real_data import CARTOON_CLIP, opencv_sample, template_clip
 
 
 def test_animated_webp_keeps_every_frame_and_its_rate():

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_scripts import load_script
 
 from comfy_harness.workflow import ui_to_api
-from dreamactor_core.default_models import DEFAULT_MODELS, write_tiny_stand_ins
+from dreamactor_core.app.default_models import DEFAULT_MODELS
+from dreamactor_core.testing.stand_ins import write_tiny_stand_ins
 from dreamactor_core.video_io import read_clip
-from repo_scripts import load_script
 
 pytestmark = pytest.mark.comfy
 
@@ -63,8 +64,10 @@ def test_workflow_uses_core_and_pack_nodes_and_the_default_model_files(comfy, mo
         assert DEFAULT_MODELS[role].name in notes and f"{DEFAULT_MODELS[role].folder}/" in notes
     # Every node sits inside one of the groups, every group holds nodes.
     boxes = [g["bounding"] for g in workflow["groups"]]
-    inside = lambda node, b: b[0] <= node["pos"][0] and node["pos"][0] + node["size"][0] <= b[0] + b[2] \
-        and b[1] <= node["pos"][1] and node["pos"][1] + node["size"][1] <= b[1] + b[3]
+    def inside(node, b):
+        return (b[0] <= node["pos"][0] and node["pos"][0] + node["size"][0] <= b[0] + b[2]
+                and b[1] <= node["pos"][1] and node["pos"][1] + node["size"][1] <= b[1] + b[3])
+
     assert all(any(inside(node, b) for b in boxes) for node in workflow["nodes"])
     assert all(any(inside(node, b) for node in workflow["nodes"]) for b in boxes)
     # Real-use defaults (the README's tiny run shrinks them).

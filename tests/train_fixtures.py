@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-from dreamactor_core.train.config import make_config
-from dreamactor_core.pipeline import ModelFiles
-from dreamactor_core.video_io import read_clip
 from real_data import template_clip
+
+from dreamactor_core.pipeline import ModelFiles
+from dreamactor_core.train.config import make_config
+from dreamactor_core.video_io import read_clip
 
 # 64 x 64 panels, 9-frame clips: 96 tokens for the tiny transformer (see tiny_models).
 TINY = dict(width=64, height=64, min_frames=9, max_frames=9, rank=8, batch_size=1, checkpoint_every=0,
@@ -31,8 +31,8 @@ def tiny_config(**overrides):
 def tiny_model_paths(root: Path) -> ModelFiles:
     """Tiny seeded models (the same bytes on every call) written under ``root``, with the tiny SigLIP
     as image encoder, as ``--tiny`` and ``--models-dir`` give training one."""
-    from dreamactor_core.tiny_encoders import write_tiny_encoders
-    from dreamactor_core.tiny_models import write_tiny_models
+    from dreamactor_core.testing.tiny_encoders import write_tiny_encoders
+    from dreamactor_core.testing.tiny_models import write_tiny_models
 
     models = write_tiny_models(root / "models")
     encoders = write_tiny_encoders(root / "models" / "text_encoders", root / "models" / "clip_vision")

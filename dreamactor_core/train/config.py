@@ -4,16 +4,17 @@ DreamActor-M2 (arXiv 2601.21716) trains each stage with AdamW, lr 5e-5, weight d
 50,000 steps, clips of 49..121 frames (4k+1 for a 4x temporal VAE), a rank-256 LoRA on the visual
 FFN layers, bone scaling U(0.8, 1.2) on 30% of pose samples, and the driving signal masked for the
 first second. Settings come from the defaults, then a TOML or JSON file, then command-line flags
-(``cli.py`` generates one flag per field from the ``help`` metadata here).
+(``app/train_cli.py`` generates one flag per field from the ``help`` metadata here).
 """
 
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ..errors import DreamActorError
 

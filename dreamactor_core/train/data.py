@@ -118,7 +118,7 @@ def prepare_pose_videos(folder: str | Path, config: TrainConfig, cache_dir: Path
     prompts = read_captions(folder, videos, config.prompt)
     found: dict[str, PoseVideo] = {}
     for video in videos:
-        poses, extracted = cached_poses(video, lambda: read_clip(video, stride=config.frame_stride).frames,
+        poses, extracted = cached_poses(video, lambda: read_clip(video, stride=config.frame_stride).frames,  # noqa: B023 (called at once)
                                         config, cache_dir)
         log(f"{'extracted' if extracted else 'cached'} poses of {video.name}: {len(poses)} frames")
         if augment.clip_box(poses) is None:

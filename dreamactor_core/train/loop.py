@@ -10,7 +10,7 @@ the end.
 
 Reference image embedding: with ``ModelFiles.image_encoder`` (the default with --models-dir, and
 with --tiny) every forward, the sample render's included, gets the SigLIP embedding of its clip's
-reference frame, joined by ``image_embed.with_reference_embedding`` exactly as ``pipeline.animate``
+reference frame, joined by ``image_encoder.with_reference_embedding`` exactly as ``pipeline.animate``
 and the workflows' Reference Image Embed node join it; without one the backbone's zero embedding is
 used, said once in the log and recorded in the LoRA's metadata (``image_embeds``). The encoder stays
 loaded and encodes each clip's reference as it is drawn, instead of a disk cache like the prompts':
@@ -35,13 +35,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..conditioning.encoder_files import file_identity
+from ..conditioning.image_encoder import load_image_encoder, with_reference_embedding
+from ..conditioning.text_encoder import load_text_encoder
+from ..conditioning.types import Conditioning
 from ..errors import DreamActorError
-from ..image_embed import load_image_encoder, with_reference_embedding
-from ..model_loading import load_transformer, load_vae
+from ..models.loading import load_transformer, load_vae
 from ..pipeline import ModelFiles
-from ..text_encoder_files import load_text_encoder
-from ..encoder_files import file_identity
-from ..text import Conditioning
 from .checkpointing import Progress, register_lora_hooks, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .data import Sample

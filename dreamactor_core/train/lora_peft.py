@@ -1,5 +1,5 @@
 """The trainable LoRA: peft adapters on the visual-stream FFN linears of a frozen backbone, saved in
-the layout the pack's own loader (``dreamactor_core.lora.load_lora``, the LoadLora node) reads.
+the layout the pack's own loader (``dreamactor_core.models.lora.load_lora``, the LoadLora node) reads.
 
 Paper: the backbone stays frozen and only the feed-forward layers of the visual stream get LoRA
 (rank 256); the text branch is untouched. The targets are ``adapter.visual_ffn_modules``, the same
@@ -22,10 +22,10 @@ from typing import Callable
 
 import torch
 
-from .. import checkpoints
 from ..errors import DreamActorError
-from ..lora import LoraLayer, load_lora
-from ..model_loading import DreamActorModel
+from ..models import checkpoints
+from ..models.loading import DreamActorModel
+from ..models.lora import LoraLayer, load_lora
 from .files import replacing
 
 IMAGE_EMBEDS = "image_embeds"  # metadata key: "siglip" or "none"

@@ -17,7 +17,7 @@ Reading the region from the packed mask (not from a hard-coded half) keeps it ri
 folded-temporal mask layout of Wan as well.
 
 Text and reference: the prompt's embedding plus, with an image encoder, the reference picture's
-SigLIP embedding, joined by ``image_embed.with_reference_embedding`` as ``pipeline.animate`` joins
+SigLIP embedding, joined by ``image_encoder.with_reference_embedding`` as ``pipeline.animate`` joins
 them; the reference is the clip's frame 0 at its source size, the picture the canvas's left half
 shows on frame 0 (the loop makes the conditioning; ``Example`` carries the picture).
 
@@ -35,12 +35,12 @@ from typing import Mapping
 
 import torch
 
-from ..backbones.base import BackboneAdapter
-from ..canvas import build_canvas
+from ..canvas.composite import build_canvas
+from ..canvas.masks import canvas_mask, pack_latent_mask
 from ..errors import DreamActorError
-from ..masks import canvas_mask, pack_latent_mask
-from ..model_loading import DreamActorVAE
-from ..vae import encode_video
+from ..models.backbones.base import BackboneAdapter
+from ..models.loading import DreamActorVAE
+from ..models.vae import encode_video
 from .config import TrainConfig
 from .data import Sample
 

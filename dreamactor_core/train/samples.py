@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from ..backbones.base import BackboneAdapter
-from ..model_loading import DreamActorModel, DreamActorVAE
+from ..conditioning.types import Conditioning
+from ..models.backbones.base import BackboneAdapter
+from ..models.loading import DreamActorModel, DreamActorVAE
+from ..models.vae import decode_latent
 from ..sampling import sample
-from ..text import Conditioning
-from ..vae import decode_latent
 from ..video_io import write_video
 from .objective import Example
 

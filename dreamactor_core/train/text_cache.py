@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..text import Conditioning, HunyuanVideo15TextEncoder
+from ..conditioning.text_encoder import HunyuanVideo15TextEncoder
+from ..conditioning.types import Conditioning
 from .files import replacing, settings_key
 
 TEXT_FORMAT = "dreamactor-text-1"
@@ -43,7 +44,7 @@ class TextEmbeddings:
 
     def get(self, prompt: str) -> Conditioning:
         """The prompt's conditioning as the encoder returned it (a ``Conditioning``, so the reference
-        embedding joins it through ``image_embed.with_reference_embedding``, as at inference)."""
+        embedding joins it through ``image_encoder.with_reference_embedding``, as at inference)."""
         from safetensors.torch import load_file
 
         return Conditioning(HunyuanVideo15TextEncoder.backbone, prompt, load_file(str(self.path(prompt))))

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .values import load_value, save_value
+from tests.comfy_harness.values import load_value, save_value
 
 MODEL_FOLDERS = ("diffusion_models", "vae", "text_encoders", "clip_vision", "loras", "dreamactor_pose")
 PROBE_FOLDER = "dreamactor_probes"

@@ -116,8 +116,8 @@ class _Graph:
         for ident, link in list(self.links.items()):
             if link.origin != node["_id"]:
                 continue
-            inner_links = [l for k, l in self.links.items() if str(k).startswith(inner) and l.target == f"{inner}-20"
-                           and l.target_slot == link.origin_slot]
+            inner_links = [lk for k, lk in self.links.items() if str(k).startswith(inner) and lk.target == f"{inner}-20"
+                           and lk.target_slot == link.origin_slot]
             if inner_links:
                 source = inner_links[0]
                 self.links[ident] = Link(source.origin, source.origin_slot, link.target, link.target_slot, link.type)
@@ -139,7 +139,7 @@ def _resolve(graph: _Graph, link: Link, seen: int = 0) -> tuple[str, int] | Any 
     if origin["type"] == "PrimitiveNode":
         return _Literal((origin.get("widgets_values") or [None])[0])
     if origin.get("mode", 0) == BYPASSED:
-        for slot, upstream in sorted(graph.incoming(origin["_id"]).items()):
+        for _slot, upstream in sorted(graph.incoming(origin["_id"]).items()):
             if upstream.type == link.type or "*" in (upstream.type, link.type):
                 return _resolve(graph, upstream, seen + 1)
         return None

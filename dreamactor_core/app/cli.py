@@ -1,0 +1,97 @@
+"""The command line: ``python -m dreamactor_core <command>``.
+
+``animate`` runs the whole pipeline (``pipeline.animate``) on a picture and a video. Model
+arguments take paths, or names looked up in a ComfyUI models folder (``--models-dir``, in its
+``diffusion_models``, ``vae``, ``text_encoders``, ``clip_vision`` and ``loras`` subfolders), so
+artists point it at the files they already have; with ``--models-dir`` the base models default to
+the files the shipped workflows use (``app/default_models.py``). The DreamActor LoRA is always named
+with ``--lora``. ``--tiny`` makes tiny random-weight models instead (a smoke test of the pipeline:
+the video is noise). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import DreamActorError
+from .cli_options import (
+    PRECISIONS,
+    TINY_BANNER,
+    add_model_arguments,
+    add_panel_arguments,
+    add_sampling_arguments,
+    animation_settings,
+    model_files,
+)
+from .train_cli import add_train_command
+
+
+def _add_animate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("animate", help="animate a reference picture with a driving video",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reference", type=Path, required=True, help="the picture to animate")
+    parser.add_argument("--driving", type=Path, required=True, help="the driving video (mp4, webm, mov, webp, gif)")
+    parser.add_argument("--mode", choices=("pose", "rgb"), default="pose",
+                        help="pose: skeletons drive the canvas; rgb: the raw frames do")
+    parser.add_argument("--out", type=Path, required=True, help="the animation, an .mp4 file")
+    parser.add_argument("--prompt", default="", help="the target-oriented prompt (what the character does)")
+    parser.add_argument("--negative-prompt", default="")
+    add_model_arguments(parser, lora_help="loras/: a DreamActor LoRA; repeat to stack")
+    video = parser.add_argument_group("video")
+    add_panel_arguments(video)
+    video.add_argument("--save-driving", type=Path, help="also write the driving signal (skeletons) video")
+    video.add_argument("--save-canvas", type=Path, help="also write the canvas video")
+    add_sampling_arguments(parser)
+    parser.add_argument("--bone-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="scale bones by factors drawn from U(LOW, HIGH)")
+    parser.set_defaults(run=run_animate)
+
+
+def run_animate(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..pipeline import animate, load_models
+    from ..video_io import read_clip, read_image, to_unit_frames, write_video
+
+    reference = to_unit_frames(read_image(args.reference)[None])
+    clip = read_clip(args.driving, max_frames=args.max_frames, stride=args.stride)
+    settings = animation_settings(args, negative_prompt=args.negative_prompt,
+                                  bone_scale=tuple(args.bone_scale) if args.bone_scale else None)
+    with tempfile.TemporaryDirectory(prefix="dreamactor-tiny-") as scratch:
+        files = model_files(args, Path(scratch))
+        models = load_models(files, dtype=getattr(torch, PRECISIONS[args.precision]), device=args.device)
+        result = animate(models, reference, to_unit_frames(clip.frames), clip.fps, mode=args.mode,
+                         prompt=args.prompt, settings=settings,
+                         progress=lambda done, total: print(f"\rsampling {done}/{total}", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    written = [write_video(args.out, result.frames, result.fps)]
+    if args.save_driving:
+        written.append(write_video(args.save_driving, result.driving, result.fps))
+    if args.save_canvas:
+        written.append(write_video(args.save_canvas, result.canvas, result.fps))
+    for path in written:
+        print(f"wrote {path}")
+    if args.tiny:
+        print(TINY_BANNER, file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dreamactor_core", description="DreamActor-M2 engine")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_animate(commands)
+    add_train_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except DreamActorError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,123 @@
+"""The DreamActor sampler node and its progress with latent previews (ComfyUI's previewer fed
+with the engine's x0 estimates).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..dreamactor_core.progress import ProgressHook
+from ..dreamactor_core.sampling import EMPTY_REGIONS, SOLVERS, sample
+from .comfy_bridge import CATEGORY_ROOT, progress_hook
+from .conditioning import CONDITIONING_TYPE
+from .models import MODEL_TYPE
+
+
+def packed_mask(model, mask: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """The pixel canvas MASK [T, H, 2W] packed to the latent grid in the backbone's layout."""
+    from ..dreamactor_core.canvas.masks import pack_latent_mask
+
+    adapter = model.adapter
+    packed = pack_latent_mask(mask, adapter.spatial_compression, adapter.temporal_compression, adapter.mask_layout)
+    return packed.unsqueeze(0).expand(latent.shape[0], *packed.shape)
+
+
+class Sampler:
+    DESCRIPTION = (
+        "Generates the DreamActor canvas with flow matching: the transformer sees the noise latent, the "
+        "canvas latent and the canvas mask, guided by the target-oriented prompt. Same seed, same video "
+        "(noise is drawn on the CPU). Decode the result and crop the generated half."
+    )
+    CATEGORY = f"{CATEGORY_ROOT}/sampling"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("samples",)
+    OUTPUT_TOOLTIPS = ("The generated canvas latent, for DreamActor-M2 Decode Latent.",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "model": (MODEL_TYPE, {"tooltip": "The transformer (with any LoRAs)."}),
+                "positive": (CONDITIONING_TYPE, {"tooltip": "The encoded target-oriented prompt."}),
+                "canvas_latent": ("LATENT", {"tooltip": "The canvas from DreamActor-M2 Encode Canvas."}),
+                "mask": ("MASK", {"tooltip": "The canvas mask [frames, height, 2 x width] built with the canvas."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                                 "tooltip": "Noise seed; the same seed gives the same video."}),
+                "steps": ("INT", {"default": 30, "min": 1, "max": 200, "tooltip": "Denoising steps."}),
+                "cfg": ("FLOAT", {"default": 6.0, "min": 1.0, "max": 20.0, "step": 0.1,
+                                  "tooltip": "Text guidance scale; 1 turns guidance off (and needs no negative)."}),
+                "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1,
+                                    "tooltip": "Timestep shift: higher spends more steps at high noise "
+                                               "(5 for 480p, 7 for 720p HunyuanVideo 1.5)."}),
+                "solver": (list(SOLVERS), {"default": "euler", "tooltip": "euler: one forward a step; heun: "
+                                           "two, more accurate; dpmpp_2m: second order at one forward a step."}),
+                "denoise": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
+                                      "tooltip": "Below 1 refines the optional 'latent' input instead of pure noise."}),
+            },
+            "optional": {
+                "negative": (CONDITIONING_TYPE, {"tooltip": "The encoded negative prompt, needed when cfg > 1."}),
+                "latent": ("LATENT", {"tooltip": "A latent to refine when denoise < 1."}),
+                "window_frames": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Latent frames per "
+                                          "temporal window for long videos (each window also sees the reference "
+                                          "frame); 0 samples all frames at once."}),
+                "window_overlap": ("INT", {"default": 2, "min": 0, "max": 32,
+                                           "tooltip": "Latent frames shared by neighbouring windows, blended."}),
+                "empty_regions": (list(EMPTY_REGIONS), {"default": "encoded_black", "tooltip": "The canvas's empty "
+                                  "reference half after frame 0: encoded_black keeps the VAE's encoding of black "
+                                  "(the paper); zero_latent zeroes it in latent space (diffusers' I2V pipelines)."}),
+            },
+        }
+
+    def run(self, model, positive, canvas_latent, mask, seed, steps, cfg, shift, solver, denoise,
+            negative=None, latent=None, window_frames=0, window_overlap=2, empty_regions="encoded_black") -> tuple:
+        condition = canvas_latent["samples"]
+        progress, on_step = sampler_progress(model.adapter.name, steps)
+        result = sample(
+            model, positive, condition, packed_mask(model, mask, condition), negative=negative, seed=seed,
+            steps=steps, cfg=cfg, shift=shift, solver=solver, denoise=denoise,
+            init_latent=None if latent is None else latent["samples"], window_frames=window_frames,
+            window_overlap=window_overlap, empty_regions=empty_regions, progress=progress, on_step=on_step,
+        )
+        return ({"samples": result.cpu()},)
+
+
+# Adapter name -> ComfyUI latent format class (comfy/latent_formats.py).
+LATENT_FORMATS = {"hunyuan_video_15": "HunyuanVideo15", "hunyuan_video_i2v": "HunyuanVideo", "wan_i2v": "Wan21"}
+
+
+def sampler_progress(adapter_name: str, steps: int) -> tuple[ProgressHook, Callable[[int, torch.Tensor], None]]:
+    """(progress hook, on_step) for one sampler run: bar and Cancel per forward, preview per step."""
+    import comfy.latent_formats
+    import comfy.model_management
+    import comfy.utils
+    import latent_preview
+
+    hook = progress_hook(steps)
+    last = [0, steps]
+
+    def progress(done: int, total: int) -> None:
+        last[:] = [done, total]
+        hook(done, total)
+
+    latent_format = getattr(comfy.latent_formats, LATENT_FORMATS.get(adapter_name, ""), None)
+    previewer = None
+    if latent_format is not None:
+        previewer = latent_preview.get_previewer(comfy.model_management.get_torch_device(), latent_format())
+    bar = comfy.utils.ProgressBar(steps)
+
+    def on_step(step: int, x0: torch.Tensor) -> None:
+        if previewer is not None:
+            bar.update_absolute(last[0], last[1], previewer.decode_latent_to_preview_image("JPEG", x0))
+
+    return progress, on_step
+
+
+NODE_CLASS_MAPPINGS = {
+    'DreamActorM2_Sampler': Sampler,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    'DreamActorM2_Sampler': "DreamActor-M2 Sampler",
+}
