@@ -1,11 +1,9 @@
-"""Nodes: build the DreamActor canvas, its masks, and extract the animation from a generated canvas.
+"""Nodes: build the DreamActor canvas, its mask, and extract the animation from a generated canvas.
 
-Custom types:
-- ``DREAMACTOR_CANVAS``: a ``dreamactor_core.canvas.CanvasLayout`` describing a built canvas (panel
-  size, fit, frame corrections, transition, fps); the masks and result nodes read it.
-- ``DREAMACTOR_LATENT_MASK``: the canvas mask packed to the backbone's latent grid, a float tensor
-  [1, C, latent frames, latent height, latent width] (batch first, like LATENT samples), ready for
-  the channel concatenation.
+Custom type ``DREAMACTOR_CANVAS``: a ``dreamactor_core.canvas.composite.CanvasLayout`` describing a
+built canvas (panel size, fit, frame corrections, transition, fps); the mask and result nodes read it.
+The mask leaves here per pixel (MASK); the sampler packs it to the latent grid of the model it
+actually runs, so no second backbone choice can disagree with the loaded one.
 """
 
 from __future__ import annotations
@@ -17,15 +15,12 @@ from ..dreamactor_core.canvas.composite import (
     build_canvas,
     parse_color,
 )
-from ..dreamactor_core.canvas.masks import canvas_mask, pack_latent_mask
+from ..dreamactor_core.canvas.masks import canvas_mask
 from ..dreamactor_core.canvas.placement import FIT_MODES
 from ..dreamactor_core.canvas.result import RESULT_SIZES, extract_result
-from ..dreamactor_core.errors import DreamActorError
-from ..dreamactor_core.models.backbones import ADAPTERS
 from .comfy_bridge import CATEGORY_ROOT, progress_hook
 
 CANVAS_TYPE = "DREAMACTOR_CANVAS"
-LATENT_MASK_TYPE = "DREAMACTOR_LATENT_MASK"
 CATEGORY = f"{CATEGORY_ROOT}/canvas"
 
 
@@ -100,16 +95,12 @@ class BuildCanvas:
 class CanvasMasks:
     DESCRIPTION = (
         "The canvas mask M = [M_r | M_m]: the reference half is given on frame 0 only, the motion half on every "
-        "frame. Outputs it per pixel and packed to the chosen backbone's latent grid."
+        "frame. The sampler packs it to the latent grid of the model it runs."
     )
     CATEGORY = CATEGORY
-    RETURN_TYPES = ("MASK", LATENT_MASK_TYPE)
-    RETURN_NAMES = ("mask", "latent_mask")
-    OUTPUT_TOOLTIPS = (
-        "The pixel mask [frames, height, 2 x width] (1 = given), for the DreamActor-M2 Sampler.",
-        "The mask at latent resolution [1, channels, latent frames, latent height, latent width] in the "
-        "backbone's layout (1 channel per latent frame for HunyuanVideo, 4 folded frames for Wan).",
-    )
+    RETURN_TYPES = ("MASK",)
+    RETURN_NAMES = ("mask",)
+    OUTPUT_TOOLTIPS = ("The pixel mask [frames, height, 2 x width] (1 = given), for the DreamActor-M2 Sampler.",)
     FUNCTION = "masks"
 
     @classmethod
@@ -117,19 +108,11 @@ class CanvasMasks:
         return {
             "required": {
                 "canvas_info": (CANVAS_TYPE, {"tooltip": "The canvas description from DreamActor-M2 Build Canvas."}),
-                "backbone": (list(ADAPTERS), {"default": next(iter(ADAPTERS)), "tooltip": "The model the canvas "
-                             "is for: sets the latent grid and the mask channel layout."}),
             }
         }
 
-    def masks(self, canvas_info, backbone) -> tuple:
-        adapter = ADAPTERS[backbone]
-        if canvas_info.temporal != adapter.temporal_compression:
-            raise DreamActorError(f"canvas_info: built for a temporal factor of {canvas_info.temporal}, but "
-                                  f"{adapter.display_name} compresses time by {adapter.temporal_compression}")
-        mask = canvas_mask(canvas_info)
-        packed = pack_latent_mask(mask, adapter.spatial_compression, adapter.temporal_compression, adapter.mask_layout)
-        return (mask, packed.unsqueeze(0))
+    def masks(self, canvas_info) -> tuple:
+        return (canvas_mask(canvas_info),)
 
 
 class ExtractResult:

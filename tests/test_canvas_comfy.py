@@ -12,7 +12,7 @@ from real_data import skimage_photo
 
 from comfy_harness.server import PromptFailed
 from dreamactor_core.canvas.composite import build_canvas
-from dreamactor_core.canvas.masks import canvas_mask, pack_latent_mask
+from dreamactor_core.canvas.masks import canvas_mask
 from dreamactor_core.canvas.result import extract_result
 
 pytestmark = pytest.mark.comfy
@@ -48,9 +48,7 @@ def _prompt(reference: list, mask: list | None) -> dict:
         "driving": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "driving"}},
         "build": {"class_type": "DreamActorM2_BuildCanvas", "inputs": build_inputs},
         "masks": {"class_type": "DreamActorM2_CanvasMasks",
-                  "inputs": {"canvas_info": ["build", 1], "backbone": "hunyuan_video_15"}},
-        "masks_wan": {"class_type": "DreamActorM2_CanvasMasks",
-                      "inputs": {"canvas_info": ["build", 1], "backbone": "wan_i2v"}},
+                  "inputs": {"canvas_info": ["build", 1]}},
         "result": {"class_type": "DreamActorM2_ExtractResult",
                    "inputs": {"frames": ["build", 0], "canvas_info": ["build", 1], "cut_transition": True,
                               "drop_reference_frame": False, "size": "reference"}},
@@ -58,8 +56,6 @@ def _prompt(reference: list, mask: list | None) -> dict:
         "p_info": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["build", 1], "name": "canvas_info"}},
         "p_report": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["build", 2], "name": "report"}},
         "p_mask": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["masks", 0], "name": "mask"}},
-        "p_latent": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["masks", 1], "name": "latent_mask"}},
-        "p_wan": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["masks_wan", 1], "name": "wan_mask"}},
         "p_result": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["result", 0], "name": "result"}},
         "p_fps": {"class_type": "DreamActorTest_Probe", "inputs": {"value": ["result", 1], "name": "fps"}},
     }
@@ -87,9 +83,9 @@ def test_canvas_masks_and_result_nodes_match_the_engine(comfy):
 
     mask = canvas_mask(layout)
     assert torch.equal(comfy.probe("mask"), mask)
-    assert torch.equal(comfy.probe("latent_mask"), pack_latent_mask(mask, 16, 4, "per_latent_frame")[None])
-    assert comfy.probe("latent_mask").shape == (1, 1, 4, 6, 10)
-    assert torch.equal(comfy.probe("wan_mask"), pack_latent_mask(mask, 8, 4, "folded_temporal")[None])
+    # One output, no backbone choice: the sampler packs the pixel mask for the model it runs.
+    masks_info = comfy.object_info("DreamActorM2_CanvasMasks")["DreamActorM2_CanvasMasks"]
+    assert masks_info["output"] == ["MASK"] and set(masks_info["input"]["required"]) == {"canvas_info"}
 
     result = comfy.probe("result")
     assert result.shape == (6, 96, 75, 3)  # the driving-aligned frames, the reference's visible 96x75
