@@ -257,18 +257,18 @@ class FromComfyConditioning:
 
 
 NODE_CLASS_MAPPINGS = {
-    'DreamActorM2_TargetOrientedPrompt': TargetOrientedPrompt,
-    'DreamActorM2_LoadTextEncoder': LoadTextEncoder,
-    'DreamActorM2_TextEncode': TextEncode,
-    'DreamActorM2_LoadImageEncoder': LoadImageEncoder,
-    'DreamActorM2_ReferenceImageEmbed': ReferenceImageEmbed,
-    'DreamActorM2_FromComfyConditioning': FromComfyConditioning,
+    "DreamActorM2_TargetOrientedPrompt": TargetOrientedPrompt,
+    "DreamActorM2_LoadTextEncoder": LoadTextEncoder,
+    "DreamActorM2_TextEncode": TextEncode,
+    "DreamActorM2_LoadImageEncoder": LoadImageEncoder,
+    "DreamActorM2_ReferenceImageEmbed": ReferenceImageEmbed,
+    "DreamActorM2_FromComfyConditioning": FromComfyConditioning,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
-    'DreamActorM2_TargetOrientedPrompt': "DreamActor-M2 Target-Oriented Prompt",
-    'DreamActorM2_LoadTextEncoder': "DreamActor-M2 Load Text Encoder",
-    'DreamActorM2_TextEncode': "DreamActor-M2 Text Encode",
-    'DreamActorM2_LoadImageEncoder': "DreamActor-M2 Load Image Encoder",
-    'DreamActorM2_ReferenceImageEmbed': "DreamActor-M2 Reference Image Embed",
-    'DreamActorM2_FromComfyConditioning': "DreamActor-M2 From ComfyUI Conditioning",
+    "DreamActorM2_TargetOrientedPrompt": "DreamActor-M2 Target-Oriented Prompt",
+    "DreamActorM2_LoadTextEncoder": "DreamActor-M2 Load Text Encoder",
+    "DreamActorM2_TextEncode": "DreamActor-M2 Text Encode",
+    "DreamActorM2_LoadImageEncoder": "DreamActor-M2 Load Image Encoder",
+    "DreamActorM2_ReferenceImageEmbed": "DreamActor-M2 Reference Image Embed",
+    "DreamActorM2_FromComfyConditioning": "DreamActor-M2 From ComfyUI Conditioning",
 }

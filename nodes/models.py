@@ -190,16 +190,16 @@ class DecodeLatent:
 
 
 NODE_CLASS_MAPPINGS = {
-    'DreamActorM2_LoadModel': LoadModel,
-    'DreamActorM2_LoadLora': LoadLora,
-    'DreamActorM2_LoadVAE': LoadVAE,
-    'DreamActorM2_EncodeCanvas': EncodeCanvas,
-    'DreamActorM2_DecodeLatent': DecodeLatent,
+    "DreamActorM2_LoadModel": LoadModel,
+    "DreamActorM2_LoadLora": LoadLora,
+    "DreamActorM2_LoadVAE": LoadVAE,
+    "DreamActorM2_EncodeCanvas": EncodeCanvas,
+    "DreamActorM2_DecodeLatent": DecodeLatent,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
-    'DreamActorM2_LoadModel': "DreamActor-M2 Load Model",
-    'DreamActorM2_LoadLora': "DreamActor-M2 Load LoRA",
-    'DreamActorM2_LoadVAE': "DreamActor-M2 Load VAE",
-    'DreamActorM2_EncodeCanvas': "DreamActor-M2 Encode Canvas",
-    'DreamActorM2_DecodeLatent': "DreamActor-M2 Decode Latent",
+    "DreamActorM2_LoadModel": "DreamActor-M2 Load Model",
+    "DreamActorM2_LoadLora": "DreamActor-M2 Load LoRA",
+    "DreamActorM2_LoadVAE": "DreamActor-M2 Load VAE",
+    "DreamActorM2_EncodeCanvas": "DreamActor-M2 Encode Canvas",
+    "DreamActorM2_DecodeLatent": "DreamActor-M2 Decode Latent",
 }

@@ -4,13 +4,10 @@ with the engine's x0 estimates).
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
-from ..dreamactor_core.progress import ProgressHook
 from ..dreamactor_core.sampling import EMPTY_REGIONS, SOLVERS, sample
-from .comfy_bridge import CATEGORY_ROOT, progress_hook
+from .comfy_bridge import CATEGORY_ROOT
 from .conditioning import CONDITIONING_TYPE
 from .models import MODEL_TYPE
 
@@ -74,12 +71,12 @@ class Sampler:
     def run(self, model, positive, canvas_latent, mask, seed, steps, cfg, shift, solver, denoise,
             negative=None, latent=None, window_frames=0, window_overlap=2, empty_regions="encoded_black") -> tuple:
         condition = canvas_latent["samples"]
-        progress, on_step = sampler_progress(model.adapter.name, steps)
+        progress = SamplerProgress(model.adapter.name, steps)
         result = sample(
             model, positive, condition, packed_mask(model, mask, condition), negative=negative, seed=seed,
             steps=steps, cfg=cfg, shift=shift, solver=solver, denoise=denoise,
             init_latent=None if latent is None else latent["samples"], window_frames=window_frames,
-            window_overlap=window_overlap, empty_regions=empty_regions, progress=progress, on_step=on_step,
+            window_overlap=window_overlap, empty_regions=empty_regions, progress=progress, on_step=progress.on_step,
         )
         return ({"samples": result.cpu()},)
 
@@ -88,36 +85,38 @@ class Sampler:
 LATENT_FORMATS = {"hunyuan_video_15": "HunyuanVideo15", "hunyuan_video_i2v": "HunyuanVideo", "wan_i2v": "Wan21"}
 
 
-def sampler_progress(adapter_name: str, steps: int) -> tuple[ProgressHook, Callable[[int, torch.Tensor], None]]:
-    """(progress hook, on_step) for one sampler run: bar and Cancel per forward, preview per step."""
-    import comfy.latent_formats
-    import comfy.model_management
-    import comfy.utils
-    import latent_preview
+class SamplerProgress:
+    """One progress bar for a sampler run: advanced (and Cancel honoured) after every transformer
+    forward through ``__call__``, the core's progress hook; a latent preview attached after every step
+    through ``on_step``, at the same count."""
 
-    hook = progress_hook(steps)
-    last = [0, steps]
+    def __init__(self, adapter_name: str, steps: int) -> None:
+        import comfy.latent_formats
+        import comfy.model_management
+        import comfy.utils
+        import latent_preview
 
-    def progress(done: int, total: int) -> None:
-        last[:] = [done, total]
-        hook(done, total)
+        self.done, self.total = 0, steps
+        self.bar = comfy.utils.ProgressBar(steps)
+        latent_format = getattr(comfy.latent_formats, LATENT_FORMATS.get(adapter_name, ""), None)
+        self.previewer = None if latent_format is None else latent_preview.get_previewer(
+            comfy.model_management.get_torch_device(), latent_format())
 
-    latent_format = getattr(comfy.latent_formats, LATENT_FORMATS.get(adapter_name, ""), None)
-    previewer = None
-    if latent_format is not None:
-        previewer = latent_preview.get_previewer(comfy.model_management.get_torch_device(), latent_format())
-    bar = comfy.utils.ProgressBar(steps)
+    def __call__(self, done: int, total: int) -> None:
+        import comfy.model_management
 
-    def on_step(step: int, x0: torch.Tensor) -> None:
-        if previewer is not None:
-            bar.update_absolute(last[0], last[1], previewer.decode_latent_to_preview_image("JPEG", x0))
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        self.done, self.total = done, total
+        self.bar.update_absolute(done, total)
 
-    return progress, on_step
+    def on_step(self, step: int, x0: torch.Tensor) -> None:
+        if self.previewer is not None:
+            self.bar.update_absolute(self.done, self.total, self.previewer.decode_latent_to_preview_image("JPEG", x0))
 
 
 NODE_CLASS_MAPPINGS = {
-    'DreamActorM2_Sampler': Sampler,
+    "DreamActorM2_Sampler": Sampler,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
-    'DreamActorM2_Sampler': "DreamActor-M2 Sampler",
+    "DreamActorM2_Sampler": "DreamActor-M2 Sampler",
 }
