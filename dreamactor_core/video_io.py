@@ -40,21 +40,37 @@ def _read_with_pillow(path: Path, max_frames: int | None, stride: int) -> Clip:
     return Clip(np.stack(frames), 1000.0 / mean_ms / stride)
 
 
+def rate_from_timestamps(times: list[float | None], fallback: float) -> float:
+    """Frames per second implied by presentation times (seconds) of consecutive decoded frames.
+
+    A variable-frame-rate file's header rate says little (Matroska writes the nominal rate, e.g. 24,
+    whatever the frames' timestamps are), and the pack's one-second lead-in and output speed need the
+    real one: (frames - 1) / (last time - first time), the mean rate over the decoded frames, so the
+    clip keeps its duration. Frames keep their order and are taken as evenly spaced. ``fallback``
+    (the header rate) when there are fewer than two timestamps or they do not increase.
+    """
+    known = [t for t in times if t is not None]
+    if len(known) < 2 or len(known) != len(times) or known[-1] <= known[0]:
+        return fallback
+    return (len(known) - 1) / (known[-1] - known[0])
+
+
 def _read_with_av(path: Path, max_frames: int | None, stride: int) -> Clip:
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 24)
-        frames = []
+        header_fps = float(stream.average_rate or stream.guessed_rate or 24)
+        frames, times = [], []
         for index, frame in enumerate(container.decode(stream)):
             if max_frames is not None and len(frames) >= max_frames:
                 break
+            times.append(float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None)
             if index % stride == 0:
                 frames.append(frame.to_ndarray(format="rgb24"))
     if not frames:
         raise DreamActorError(f"video '{path}': no frames could be decoded")
-    return Clip(np.stack(frames), fps / stride)
+    return Clip(np.stack(frames), rate_from_timestamps(times, header_fps) / stride)
 
 
 def read_clip(path: str | Path, max_frames: int | None = None, stride: int = 1) -> Clip:
@@ -82,12 +98,13 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DreamActorError(f"image '{path}' does not exist")
     with Image.open(path) as image:
         mode = "RGBA" if "A" in image.getbands() else "RGB"
-        return np.asarray(image.convert(mode))
+        return np.array(image.convert(mode))  # a writable copy: np.asarray of a PIL image is read-only
 
 
 def to_unit_frames(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [..., C] -> float32 in 0..1, the layout of ComfyUI's IMAGE."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255.0)
+    """uint8 [..., C] -> float32 in 0..1, the layout of ComfyUI's IMAGE. Read-only arrays (a PIL
+    image's buffer) are converted by copy, never shared: torch warns on non-writable memory."""
+    return torch.tensor(frames, dtype=torch.float32).div_(255.0)
 
 
 def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from engine_fixtures import canvas_frames, canvas_mask
+from numerics import TINY_MODEL_REDUCTION, assert_float32_close
 
 from dreamactor_core import sampling
 from dreamactor_core.errors import DreamActorError
@@ -37,8 +38,9 @@ def test_canvas_to_video_with_every_transformer_layout(tiny):
     models = [load_transformer(paths[key]) for key in ("transformer_folder", "transformer", "transformer_comfy")]
     assert all(model.adapter is adapter for model in models)
     results = [_sample(model, latent, backbone) for model in models]
-    assert all(torch.equal(results[0], other) for other in results[1:]) and torch.isfinite(results[0]).all()
-    assert torch.equal(_sample(models[0], latent, backbone), results[0])
+    for other in results[1:]:  # the same weights from three layouts: equal up to float32 summation order
+        assert_float32_close(other, results[0], TINY_MODEL_REDUCTION)
+    assert torch.equal(_sample(models[0], latent, backbone), results[0])  # same model, same inputs: exact
     assert video_vae.decode_latent(vae, results[0], tile_size=0).shape == (9, 64, 128, 3)
 
 
@@ -55,7 +57,7 @@ def test_lora_layouts_target_exactly_the_visual_ffn(tiny):
                          generator=torch.Generator().manual_seed(0))
     base = _sample(model, latent, backbone)
     assert not torch.allclose(_sample(model.with_lora(weights, 1.0), latent, backbone), base)
-    assert torch.equal(_sample(model, latent, backbone), base)
+    assert torch.equal(_sample(model, latent, backbone), base)  # same model and inputs again: exact
 
 
 def test_latent_normalisation_round_trips(tiny):
@@ -88,7 +90,7 @@ def test_hunyuan_video_single_block_split_reads_the_width_from_the_tensor():
     parts = split_linear1(fused)
     assert parts["single_blocks.3.linear1_mlp.weight"].shape == (40, 24) and parts["single_blocks.3.linear1_q.bias"].shape == (24,)
     back = fuse_linear1(parts)
-    assert all(torch.equal(back[key], fused[key]) for key in fused)
+    assert all(torch.equal(back[key], fused[key]) for key in fused)  # stored weights: exact
 
 
 def test_hunyuan_video_needs_the_pooled_text_embedding():

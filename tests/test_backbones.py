@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from numerics import TINY_MODEL_REDUCTION, assert_float32_close
 from safetensors.torch import save_file
 
 from dreamactor_core.errors import DreamActorError, MissingModelFile
@@ -34,21 +35,28 @@ def _forward(model) -> torch.Tensor:
 
 
 def test_folder_original_and_comfy_files_give_identical_outputs(tiny):
-    outputs = [_forward(load_transformer(tiny[key])) for key in ("transformer_folder", "transformer", "transformer_comfy")]
+    models = [load_transformer(tiny[key]) for key in ("transformer_folder", "transformer", "transformer_comfy")]
+    states = [model.transformer.state_dict() for model in models]
+    assert all(state.keys() == states[0].keys() for state in states)
+    assert all(torch.equal(state[k], states[0][k]) for state in states[1:] for k in state)  # stored weights: exact
+    outputs = [_forward(model) for model in models]
     assert outputs[0].shape == (1, 32, 3, 4, 8) and torch.isfinite(outputs[0]).all()
-    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
+    # The same weights from three layouts may sit at other storage offsets and take other GEMM
+    # kernels: equal up to float32 summation order (numerics.py), not bit for bit.
+    assert_float32_close(outputs[1], outputs[0], TINY_MODEL_REDUCTION)
+    assert_float32_close(outputs[2], outputs[0], TINY_MODEL_REDUCTION)
 
 
 def test_vae_folder_and_single_file_hold_identical_weights(tiny):
     folder, single = load_vae(tiny["vae_folder"]).vae.state_dict(), load_vae(tiny["vae"]).vae.state_dict()
-    assert folder.keys() == single.keys() and all(torch.equal(folder[k], single[k]) for k in folder)
+    assert folder.keys() == single.keys() and all(torch.equal(folder[k], single[k]) for k in folder)  # stored
 
 
 def test_fp8_storage_and_block_offload_keep_the_model_usable(tiny):
     reference = _forward(load_transformer(tiny["transformer"]))
     offloaded = _forward(load_transformer(tiny["transformer"], block_offload=True))
     fp8 = load_transformer(tiny["transformer"], fp8_weights=True)
-    assert torch.equal(offloaded, reference)
+    assert_float32_close(offloaded, reference, TINY_MODEL_REDUCTION)  # weights moved between devices: other storage
     assert torch.float8_e4m3fn in {p.dtype for p in fp8.transformer.parameters()}
     assert float((_forward(fp8) - reference).norm() / reference.norm()) < 0.05
 
@@ -64,7 +72,7 @@ def test_original_names_round_trip():
     original = ADAPTER.to_original_names(state)
     assert "double_blocks.0.img_mlp.fc1.weight" in original and "txt_in.individual_token_refiner.blocks.0.self_attn_qkv.weight" in original
     back, _ = ADAPTER.transformer_to_diffusers(ADAPTER.to_comfy_names(original))
-    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)  # stored weights
 
 
 def test_rope_split_matches_shipped_and_tiny_configs():

@@ -86,6 +86,20 @@ def test_normalized_input_is_scaled_to_pixels_and_pixel_input_is_kept():
     np.testing.assert_allclose(poses.frames[0][0, 0], [50.0, 25.0, 0.9])
 
 
+def test_controlnet_aux_normalized_frame_with_a_point_just_off_the_canvas_stays_normalized():
+    """comfyui_controlnet_aux writes no 'coordinates' key; a detected hand at x = 1.03 is still normalized."""
+    body = [0.5, 0.25, 1.0] + [0.0] * 48 + [1.03, 0.9, 0.8]  # nose, and one point off the right edge
+    poses = from_pose_keypoint({"people": [{"pose_keypoints_2d": body}], "canvas_width": 512, "canvas_height": 256})
+    np.testing.assert_allclose(poses.frames[0][0, 0], [256.0, 64.0, 1.0])
+    np.testing.assert_allclose(poses.frames[0][0, 17], [1.03 * 512, 0.9 * 256, 0.8])
+    below = [0.5, 0.25, 1.0] + [0.0] * 48 + [-0.2, 1.4, 0.8]  # within the documented margin
+    assert from_pose_keypoint({"people": [{"pose_keypoints_2d": below}], "canvas_width": 100,
+                               "canvas_height": 100}).frames[0][0, 17, 1] == pytest.approx(140.0)
+    beyond = [0.5, 0.25, 1.0] + [0.0] * 48 + [1.6, 0.9, 0.8]  # beyond it: pixels
+    assert from_pose_keypoint({"people": [{"pose_keypoints_2d": beyond}], "canvas_width": 100,
+                               "canvas_height": 100}).frames[0][0, 0, 0] == pytest.approx(0.5)
+
+
 def test_coco_wholebody_133_round_trip_and_synthesized_neck():
     coco = np.c_[np.random.default_rng(1).uniform(10, 90, (133, 2)), np.full(133, 0.8)]
     frame = {"people": [{"pose_keypoints_2d": coco.ravel().tolist()}], "canvas_width": 100, "canvas_height": 100}

@@ -1,11 +1,16 @@
-"""Video reading and writing on real clips made by nobody here."""
+"""Video reading and writing on real clips made by nobody here, and a variable-frame-rate file
+written here with PyAV (irregular timestamps)."""
+
+import fractions
+import warnings
 
 import numpy as np
 import pytest
+import torch
 from real_data import CARTOON_CLIP, opencv_sample, template_clip
 
 from dreamactor_core.errors import DreamActorError
-from dreamactor_core.video_io import read_clip, read_image, to_unit_frames, write_video
+from dreamactor_core.video_io import rate_from_timestamps, read_clip, read_image, to_unit_frames, write_video
 
 
 def test_animated_webp_keeps_every_frame_and_its_rate():
@@ -41,6 +46,52 @@ def test_write_then_read_round_trips_size_count_and_content(tmp_path):
 
 def test_image_keeps_alpha_only_when_present():
     assert read_image(opencv_sample("messi5.jpg")).shape[-1] == 3
+
+
+def test_an_image_converts_without_numpy_writability_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns "The given NumPy array is not writable"
+        frames = to_unit_frames(read_image(opencv_sample("messi5.jpg")))
+        read_only = np.full((2, 3, 3), 51, np.uint8)
+        read_only.flags.writeable = False
+        assert float(to_unit_frames(read_only).max()) == pytest.approx(0.2)
+    assert frames.dtype == torch.float32 and 0 <= float(frames.min()) < float(frames.max()) <= 1
+
+
+def _write_vfr(path, times_ms, rate=24):
+    """A Matroska file whose header says ``rate`` fps but whose frames carry ``times_ms``."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for index, time in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 10 * index, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = time, fractions.Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def test_variable_frame_rate_video_uses_its_timestamps_not_the_header_rate(tmp_path):
+    times = [0, 40, 200, 240, 400, 440, 600, 640, 800, 840, 1000, 1040, 1200]  # irregular, 12 gaps in 1.2 s
+    path = _write_vfr(tmp_path / "vfr.mkv", times)
+    import av
+
+    with av.open(str(path)) as container:  # the header rate the pack used to take
+        assert float(container.streams.video[0].average_rate) == 24
+    clip = read_clip(path)
+    assert len(clip.frames) == 13 and clip.fps == pytest.approx(12 / 1.2)
+    assert read_clip(path, stride=2).fps == pytest.approx(12 / 1.2 / 2)
+    assert read_clip(path, max_frames=5).fps == pytest.approx(4 / 0.4)  # the rate of the frames read
+
+
+def test_constant_rate_timestamps_give_the_nominal_rate():
+    assert rate_from_timestamps([0.0, 0.5, 1.0], 30.0) == pytest.approx(2.0)
+    assert rate_from_timestamps([0.0], 30.0) == 30.0  # one frame: nothing to measure
+    assert rate_from_timestamps([0.0, None, 1.0], 30.0) == 30.0  # a frame without time: header rate
+    assert rate_from_timestamps([1.0, 1.0], 30.0) == 30.0
 
 
 def test_bad_paths_and_arguments_are_named(tmp_path):

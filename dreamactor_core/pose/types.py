@@ -6,7 +6,7 @@ POSE_KEYPOINT is the de-facto type of comfyui_controlnet_aux: a list of frames, 
 triplets and missing points written 0, 0, 0. Two body layouts are read: OpenPose BODY_18
 (18 triplets, face and hands in their own lists) and COCO-WholeBody 133 (all 133 triplets in
 ``pose_keypoints_2d``). Coordinates may be normalized (0..1, what comfyui_controlnet_aux writes) or
-pixels. Two extra keys that other readers ignore make a round trip lossless: the six foot points,
+pixels; see ``from_pose_keypoint`` for how a frame without a ``coordinates`` key is read. Two extra keys that other readers ignore make a round trip lossless: the six foot points,
 which BODY_18 has no place for, travel in ``foot_keypoints_2d``, and each frame written here says
 its ``coordinates`` ("normalized" or "pixels"), since augmented poses may leave the canvas and so
 defeat guessing.
@@ -26,6 +26,9 @@ from . import skeleton as sk
 
 Coordinates = Literal["auto", "normalized", "pixels"]
 Layout = Literal["openpose", "coco_wholebody"]
+
+# How far outside 0..1 a normalized coordinate may lie, as a fraction of the canvas (see from_pose_keypoint).
+NORMALIZED_MARGIN = 0.5
 
 PART_KEYS = (
     ("pose_keypoints_2d", sk.BODY),
@@ -166,10 +169,14 @@ def _frame_canvas(frame: dict, where: str) -> tuple[int, int]:
 def from_pose_keypoint(pose_keypoint: list[dict] | dict, coordinates: Coordinates = "auto") -> PoseSequence:
     """Read a POSE_KEYPOINT (a list of frames, or one frame dict) into a ``PoseSequence``.
 
-    ``coordinates="auto"`` follows the frames' own ``coordinates`` key when they have one, else
-    reads the clip as normalized when every present coordinate lies in 0..1 (a pose that small in
-    pixels is not a pose) and as pixels otherwise. Every frame must share the first frame's canvas
-    size. Missing points (confidence 0) are stored as 0, 0, 0.
+    ``coordinates="auto"`` follows the frames' own ``coordinates`` key when they have one. Without it
+    (comfyui_controlnet_aux's frames never have it) the clip is normalized when every present
+    coordinate lies within -0.5..1.5 (``NORMALIZED_MARGIN``: the canvas grown by half its size on each
+    side), else pixels. Detectors place points slightly off the frame (x = 1.03 for a hand at the
+    edge), so a strict 0..1 test would read such a clip as pixels and collapse the skeleton into a
+    corner; a real pose in pixels spans more than two pixels, so the margin cannot mistake one for
+    normalized. Every frame must share the first frame's canvas size. Missing points (confidence 0)
+    are stored as 0, 0, 0.
     """
     frames = [pose_keypoint] if isinstance(pose_keypoint, dict) else pose_keypoint
     if not isinstance(frames, (list, tuple)) or not frames:
@@ -191,7 +198,8 @@ def from_pose_keypoint(pose_keypoint: list[dict] | dict, coordinates: Coordinate
     if coordinates == "auto" and frames[0].get("coordinates") in ("normalized", "pixels"):
         coordinates = frames[0]["coordinates"]
     if coordinates == "auto":
-        coordinates = "normalized" if present.size == 0 or (present.min() >= 0 and present.max() <= 1) else "pixels"
+        within = present.size == 0 or (present.min() >= -NORMALIZED_MARGIN and present.max() <= 1 + NORMALIZED_MARGIN)
+        coordinates = "normalized" if within else "pixels"
     if coordinates == "normalized":
         for frame in people:
             frame[..., 0] *= canvas[0]
