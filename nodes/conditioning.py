@@ -51,8 +51,9 @@ class TargetOrientedPrompt:
             "optional": {
                 "template": ("STRING", {
                     "default": DEFAULT_TEMPLATE,
-                    "tooltip": "How to join the parts: {appearance}, {action} (the motion without "
-                               "its subject) and {motion} (the motion as written).",
+                    "tooltip": "How to join the parts: {appearance} and {action} (the motion without "
+                               "its subject) or {motion} (the motion as written); a template missing "
+                               "either description is refused.",
                 }),
             },
         }

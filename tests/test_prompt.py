@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dreamactor_core.conditioning.prompt import DEFAULT_TEMPLATE, fuse_prompt, motion_action
@@ -45,6 +47,22 @@ def test_template_fields():
     assert fuse_prompt("a person is waving", "a bird", "{motion} | {appearance} | {action}") == \
         "a person is waving | a bird | is waving."
     assert fuse_prompt("a person is waving", "a bird", DEFAULT_TEMPLATE) == fuse_prompt("a person is waving", "a bird")
+
+
+@pytest.mark.parametrize("template, missing", [
+    ("a dancing robot", "{appearance} and {action} or {motion}"),  # no placeholder: both would be dropped
+    ("{appearance} on a beach", "{action} or {motion}"),
+    ("someone {action}", "{appearance}"),
+])
+def test_a_template_that_would_drop_a_description_is_a_clear_error(template, missing):
+    with pytest.raises(DreamActorError, match=re.escape(f"lacks {missing}")):
+        fuse_prompt("a person waves", "a bird", template)
+    with pytest.raises(DreamActorError, match="lacks"):  # also when one description is empty
+        fuse_prompt("", "a bird", template)
+
+
+def test_a_template_may_use_either_motion_field():
+    assert fuse_prompt("a person waves", "a bird", "{appearance}, {motion}") == "a bird, a person waves."
 
 
 @pytest.mark.parametrize("template", ["{subject}", "{0}"])

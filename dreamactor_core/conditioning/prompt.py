@@ -10,10 +10,12 @@ description, so "a person is waving both hands" + "a gray bird with colorful fea
 from __future__ import annotations
 
 import re
+import string
 
 from ..errors import DreamActorError
 
 DEFAULT_TEMPLATE = "{appearance} {action}"
+FIELDS = ("appearance", "action", "motion")
 
 # Generic subjects a motion captioner uses for the driving performer.
 _SUBJECT = re.compile(
@@ -34,12 +36,34 @@ def motion_action(motion: str) -> str:
     return stripped if stripped != text else text
 
 
+def check_template(template: str) -> None:
+    """Refuse a template that would drop a description: it must hold ``{appearance}`` and one of
+    ``{action}`` or ``{motion}``, and no other field. A template of fixed words would silently
+    replace both descriptions, which is never what the fusion is for (write the prompt directly)."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as error:
+        raise DreamActorError(f"prompt template {template!r} is malformed: {error}") from None
+    unknown = sorted(fields - set(FIELDS))
+    if unknown:
+        raise DreamActorError(f"prompt template: unknown field {unknown[0]!r}; use {{appearance}}, "
+                              "{action} or {motion}")
+    missing = ([] if "appearance" in fields else ["{appearance}"]) + \
+        ([] if fields & {"action", "motion"} else ["{action} or {motion}"])
+    if missing:
+        raise DreamActorError(f"prompt template {template!r} lacks {' and '.join(missing)}, so that description "
+                              "would be dropped; put both in the template (e.g. the default "
+                              f"{DEFAULT_TEMPLATE!r})")
+
+
 def fuse_prompt(motion: str, appearance: str, template: str = DEFAULT_TEMPLATE) -> str:
     """Build the target-oriented prompt from a motion and an appearance description.
 
-    ``template`` may use ``{appearance}``, ``{action}`` (the motion without its subject) and
-    ``{motion}`` (the motion as written). Either description may be empty, not both.
+    ``template`` uses ``{appearance}`` and ``{action}`` (the motion without its subject) or
+    ``{motion}`` (the motion as written); one missing is an error (``check_template``), checked even
+    when a description is empty. Either description may be empty, not both.
     """
+    check_template(template)
     motion, appearance = _clean(motion), _clean(appearance)
     if not motion and not appearance:
         raise DreamActorError("prompt: both the motion and the appearance descriptions are empty")
@@ -49,10 +73,6 @@ def fuse_prompt(motion: str, appearance: str, template: str = DEFAULT_TEMPLATE) 
         return appearance + "."
     try:
         text = template.format(appearance=appearance, action=motion_action(motion), motion=motion)
-    except (KeyError, IndexError) as error:
-        raise DreamActorError(
-            f"prompt template: unknown field {error}; use {{appearance}}, {{action}} or {{motion}}"
-        ) from None
-    except ValueError as error:
-        raise DreamActorError(f"prompt template {template!r} is malformed: {error}") from None
+    except (KeyError, IndexError, ValueError, AttributeError) as error:  # e.g. "{appearance.x}", "{action[0]}"
+        raise DreamActorError(f"prompt template {template!r} cannot be filled: {error}") from None
     return _clean(text) + "."
