@@ -18,9 +18,16 @@ from ..errors import DreamActorError
 _MAX_HEADER = 100 * 1024 * 1024
 
 
-def read_header(path: str | Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """Key -> shape and the file's string metadata, checked against the file size."""
-    path = Path(path)
+# safetensors dtype names -> torch dtypes (the ones checkpoints of these models use).
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64, "I32": torch.int32,
+    "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+def _raw_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The checked JSON header (tensor name -> info) and the string metadata."""
     if path.suffix.lower() != ".safetensors":
         raise DreamActorError(f"'{path.name}' is not a .safetensors file: only safetensors are loaded (no pickle)")
     size = path.stat().st_size
@@ -38,14 +45,32 @@ def read_header(path: str | Path) -> tuple[dict[str, tuple[int, ...]], dict[str,
             raise DreamActorError(f"'{path.name}' has a corrupt safetensors header: {error}") from None
     metadata = header.pop("__metadata__", None) or {}
     data_size = size - 8 - length
-    shapes: dict[str, tuple[int, ...]] = {}
     for key, info in header.items():
         end = info.get("data_offsets", [0, 0])[1] if isinstance(info, dict) else None
         if end is None or end > data_size:
             raise DreamActorError(f"'{path.name}' is truncated: tensor '{key}' ends at byte {end} of "
                                   f"{data_size} data bytes; download the file again")
-        shapes[key] = tuple(info["shape"])
-    return shapes, metadata
+    return header, metadata
+
+
+def read_header(path: str | Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Key -> shape and the file's string metadata, checked against the file size."""
+    header, metadata = _raw_header(Path(path))
+    return {key: tuple(info["shape"]) for key, info in header.items()}, metadata
+
+
+def tensor_specs(path: str | Path) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
+    """Key -> (torch dtype, shape) from the header alone: what a load will hold, before reading it."""
+    path = Path(path)
+    header, _ = _raw_header(path)
+    specs = {}
+    for key, info in header.items():
+        dtype = SAFETENSORS_DTYPES.get(info.get("dtype"))
+        if dtype is None:
+            raise DreamActorError(f"'{path.name}': tensor '{key}' has dtype {info.get('dtype')}, which the pack "
+                                  f"does not load (expected one of {', '.join(SAFETENSORS_DTYPES)})")
+        specs[key] = (dtype, tuple(info["shape"]))
+    return specs
 
 
 def load_state_dict(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
