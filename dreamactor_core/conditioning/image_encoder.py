@@ -21,13 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..canvas.composite import to_rgb
 from ..errors import DreamActorError
-from ..models import checkpoints
+from ..models import checkpoints, memory
 from .embedding_cache import SHARED_CACHE, EmbeddingCache
 from .encoder_files import build, config_for, file_identity, from_pretrained, must_exist, submodel, transformers_class
 from .types import Conditioning
 
 FOLDER = "clip_vision"
+BLACK = (0.0, 0.0, 0.0)
 _ANCHOR = "embeddings.patch_embedding.weight"
 
 
@@ -46,10 +48,10 @@ class ImageEncoder:
 
     @torch.inference_mode()
     def _encode(self, pixels: np.ndarray) -> torch.Tensor:
-        parameter = next(self.model.parameters())
         inputs = self.processor.preprocess(images=pixels, do_resize=True, return_tensors="pt", do_convert_rgb=True)
-        inputs = inputs.to(device=parameter.device, dtype=parameter.dtype)
-        return self.model(**inputs).last_hidden_state.cpu()
+        with memory.resident(self.model, "image encoder (SigLIP)") as device:
+            inputs = inputs.to(device=device, dtype=next(self.model.parameters()).dtype)
+            return self.model(**inputs).last_hidden_state.cpu()
 
 
 def with_reference_embedding(encoder: ImageEncoder | None, reference: torch.Tensor, positive: Conditioning,
@@ -65,12 +67,18 @@ def with_reference_embedding(encoder: ImageEncoder | None, reference: torch.Tens
 
 
 def to_uint8_rgb(image: torch.Tensor) -> np.ndarray:
-    """The first frame as the 8-bit RGB array diffusers' pipeline gets from a PIL image."""
-    if not isinstance(image, torch.Tensor) or image.ndim not in (3, 4) or image.shape[-1] not in (3, 4):
+    """The first frame as the 8-bit RGB array diffusers' pipeline gets from a PIL image.
+
+    Any channel count Build Canvas takes is taken here, converted as the canvas converts it
+    (``canvas.composite.to_rgb``): gray (1) is expanded to RGB, and an alpha channel (gray + alpha,
+    RGBA) is composited over black, Build Canvas's default background."""
+    if not isinstance(image, torch.Tensor) or image.ndim not in (3, 4) or image.shape[-1] not in (1, 2, 3, 4):
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise DreamActorError(f"image: expected an IMAGE [frames, height, width, 3] in 0..1, got {shape}")
-    frame = image[0] if image.ndim == 4 else image
-    return (frame[..., :3].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        raise DreamActorError(f"image: expected an IMAGE [frames, height, width, channels] in 0..1 with 1 (gray), "
+                              f"2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels, got {shape}")
+    frame = image[:1] if image.ndim == 4 else image[None]
+    rgb = to_rgb(frame.float(), BLACK)[0]
+    return (rgb.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 def load_image_encoder(path: str | Path, *, dtype: torch.dtype = torch.float32,
