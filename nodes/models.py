@@ -9,7 +9,7 @@ import logging
 from ..dreamactor_core.models.loading import load_transformer, load_vae
 from ..dreamactor_core.models.lora import load_lora
 from ..dreamactor_core.models.vae import decode_latent, encode_video
-from . import comfy_bridge
+from . import comfy_bridge, memory
 from .comfy_bridge import CATEGORY_ROOT, DIFFUSION_MODELS, LORAS, VAE, progress_hook
 
 MODEL_TYPE = "DREAMACTOR_MODEL"
@@ -48,18 +48,22 @@ class LoadModel:
                 }),
                 "offload": (["none", "block"], {
                     "default": "none",
-                    "tooltip": "block keeps the weights in CPU memory and moves one transformer block at a "
-                               "time to the GPU: slower, but a 480p canvas fits a 24 GB GPU.",
+                    "tooltip": "none: ComfyUI's memory management decides: the model loads whole when it "
+                               "fits, else (and under --lowvram/--novram) it streams one block at a time. "
+                               "block: always stream: weights stay in CPU memory, one transformer block at a "
+                               "time moves to the GPU; slower, but leaves the GPU to other models.",
                 }),
             },
         }
 
     def load(self, model_name: str, precision: str = "auto", weight_storage: str = "default",
              offload: str = "none") -> tuple:
-        device, dtype = comfy_bridge.device_and_dtype(precision)
+        _, dtype = comfy_bridge.device_and_dtype(precision)
         path = comfy_bridge.resolve(DIFFUSION_MODELS, model_name)
-        return (load_transformer(path, dtype=dtype, device=device, fp8_weights=weight_storage == "fp8_e4m3fn",
-                                 block_offload=offload == "block"),)
+        model = load_transformer(path, dtype=dtype, device=memory.offload_device("transformer"),
+                                 fp8_weights=weight_storage == "fp8_e4m3fn")
+        memory.manage(model.transformer, "transformer", model_name, stream=offload == "block")
+        return (model,)
 
 
 log = logging.getLogger(__name__)
@@ -136,8 +140,10 @@ class LoadVAE:
         }
 
     def load(self, vae_name: str, precision: str = "auto") -> tuple:
-        device, dtype = comfy_bridge.device_and_dtype(precision)
-        return (load_vae(comfy_bridge.resolve(VAE, vae_name), dtype=dtype, device=device),)
+        _, dtype = comfy_bridge.device_and_dtype(precision)
+        model = load_vae(comfy_bridge.resolve(VAE, vae_name), dtype=dtype, device=memory.offload_device("vae"))
+        memory.manage(model.vae, "vae", vae_name)
+        return (model,)
 
 
 class EncodeCanvas:
@@ -146,7 +152,7 @@ class EncodeCanvas:
     CATEGORY = f"{CATEGORY_ROOT}/latent"
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("canvas_latent",)
-    OUTPUT_TOOLTIPS = ("The canvas latent: the sampler's condition.",)
+    OUTPUT_TOOLTIPS = ("The canvas latent (raw VAE latent, as core VAE Encode gives): the sampler's condition.",)
     FUNCTION = "encode"
 
     @classmethod
@@ -162,7 +168,9 @@ class EncodeCanvas:
     def encode(self, vae, canvas, tile_frames=16, tile_overlap_frames=4, tile_size=256) -> tuple:
         latent = encode_video(vae, canvas, tile_frames=tile_frames, tile_overlap_frames=tile_overlap_frames,
                               tile_size=tile_size, progress=progress_hook(1))
-        return ({"samples": latent},)
+        # ComfyUI's LATENT is the raw VAE latent (the model applies its latent format); the core
+        # works in the normalised one, so convert here, at the boundary.
+        return ({"samples": vae.adapter.denormalize_latent(vae.vae, latent)},)
 
 
 class DecodeLatent:
@@ -178,13 +186,14 @@ class DecodeLatent:
         return {
             "required": {
                 "vae": (VAE_TYPE, {"tooltip": "The backbone's VAE."}),
-                "samples": ("LATENT", {"tooltip": "A latent from the DreamActor sampler."}),
+                "samples": ("LATENT", {"tooltip": "A latent from the DreamActor sampler or any core sampler (raw VAE latent)."}),
                 **_TILING,
             }
         }
 
     def decode(self, vae, samples, tile_frames=16, tile_overlap_frames=4, tile_size=256) -> tuple:
-        frames = decode_latent(vae, samples["samples"], tile_frames=tile_frames,
+        normalised = vae.adapter.normalize_latent(vae.vae, samples["samples"].float())
+        frames = decode_latent(vae, normalised, tile_frames=tile_frames,
                                tile_overlap_frames=tile_overlap_frames, tile_size=tile_size, progress=progress_hook(1))
         return (frames,)
 

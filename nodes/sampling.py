@@ -30,7 +30,8 @@ class Sampler:
     CATEGORY = f"{CATEGORY_ROOT}/sampling"
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("samples",)
-    OUTPUT_TOOLTIPS = ("The generated canvas latent, for DreamActor-M2 Decode Latent.",)
+    OUTPUT_TOOLTIPS = ("The generated canvas latent (raw VAE latent), for DreamActor-M2 Decode Latent or core "
+                       "VAE Decode.",)
     FUNCTION = "run"
 
     @classmethod
@@ -39,7 +40,8 @@ class Sampler:
             "required": {
                 "model": (MODEL_TYPE, {"tooltip": "The transformer (with any LoRAs)."}),
                 "positive": (CONDITIONING_TYPE, {"tooltip": "The encoded target-oriented prompt."}),
-                "canvas_latent": ("LATENT", {"tooltip": "The canvas from DreamActor-M2 Encode Canvas."}),
+                "canvas_latent": ("LATENT", {"tooltip": "The canvas from DreamActor-M2 Encode Canvas or core VAE Encode "
+                                             "(raw VAE latent)."}),
                 "mask": ("MASK", {"tooltip": "The canvas mask [frames, height, 2 x width] built with the canvas."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
                                  "tooltip": "Noise seed; the same seed gives the same video."}),
@@ -70,19 +72,30 @@ class Sampler:
 
     def run(self, model, positive, canvas_latent, mask, seed, steps, cfg, shift, solver, denoise,
             negative=None, latent=None, window_frames=0, window_overlap=2, empty_regions="encoded_black") -> tuple:
-        condition = canvas_latent["samples"]
-        progress = SamplerProgress(model.adapter.name, steps)
+        # LATENTs in and out are raw VAE latents (ComfyUI's convention); the core samples in the model's
+        # normalised space, so the model's latent format converts at this boundary, as ComfyUI's models do.
+        latent_format = comfy_latent_format(model.adapter.name)
+        condition = latent_format.process_in(canvas_latent["samples"].float())
+        progress = SamplerProgress(latent_format, steps)
         result = sample(
             model, positive, condition, packed_mask(model, mask, condition), negative=negative, seed=seed,
             steps=steps, cfg=cfg, shift=shift, solver=solver, denoise=denoise,
-            init_latent=None if latent is None else latent["samples"], window_frames=window_frames,
-            window_overlap=window_overlap, empty_regions=empty_regions, progress=progress, on_step=progress.on_step,
+            init_latent=None if latent is None else latent_format.process_in(latent["samples"].float()),
+            window_frames=window_frames, window_overlap=window_overlap, empty_regions=empty_regions,
+            progress=progress, on_step=progress.on_step,
         )
-        return ({"samples": result.cpu()},)
+        return ({"samples": latent_format.process_out(result.cpu())},)
 
 
 # Adapter name -> ComfyUI latent format class (comfy/latent_formats.py).
 LATENT_FORMATS = {"hunyuan_video_15": "HunyuanVideo15", "hunyuan_video_i2v": "HunyuanVideo", "wan_i2v": "Wan21"}
+
+
+def comfy_latent_format(adapter_name: str):
+    """ComfyUI's latent format of a backbone: raw VAE latent <-> the model's normalised space."""
+    import comfy.latent_formats
+
+    return getattr(comfy.latent_formats, LATENT_FORMATS[adapter_name])()
 
 
 class SamplerProgress:
@@ -90,17 +103,14 @@ class SamplerProgress:
     forward through ``__call__``, the core's progress hook; a latent preview attached after every step
     through ``on_step``, at the same count."""
 
-    def __init__(self, adapter_name: str, steps: int) -> None:
-        import comfy.latent_formats
+    def __init__(self, latent_format, steps: int) -> None:
         import comfy.model_management
         import comfy.utils
         import latent_preview
 
         self.done, self.total = 0, steps
         self.bar = comfy.utils.ProgressBar(steps)
-        latent_format = getattr(comfy.latent_formats, LATENT_FORMATS.get(adapter_name, ""), None)
-        self.previewer = None if latent_format is None else latent_preview.get_previewer(
-            comfy.model_management.get_torch_device(), latent_format())
+        self.previewer = latent_preview.get_previewer(comfy.model_management.get_torch_device(), latent_format)
 
     def __call__(self, done: int, total: int) -> None:
         import comfy.model_management

@@ -13,6 +13,7 @@ from dreamactor_core.models.loading import load_transformer, load_vae
 from dreamactor_core.testing.tiny_models import tiny_text_conditioning, write_tiny_models
 
 pytestmark = pytest.mark.comfy
+HV15_SCALE = 1.03682  # ComfyUI's HunyuanVideo15 latent format = the VAE config's scaling_factor
 
 
 def _canvas_mask() -> torch.Tensor:
@@ -71,12 +72,13 @@ def test_load_sample_decode_inside_comfyui(comfy):
     assert frames.shape == (9, 64, 128, 3) and 0.0 <= float(frames.min()) and float(frames.max()) <= 1.0
     assert "4 layers matched, 0 unmatched" in comfy.probe("report")
 
-    # The same graph in plain Python gives the same latent: the nodes add nothing of their own.
-    condition = comfy.probe("canvas_latent")["samples"]
+    # The same graph in plain Python gives the same latent: the nodes add nothing of their own but the
+    # LATENT convention (raw VAE latents at the nodes, x the latent format's scale inside the core).
+    condition = comfy.probe("canvas_latent")["samples"] * HV15_SCALE
     from dreamactor_core.canvas.masks import pack_latent_mask
     mask = pack_latent_mask(_canvas_mask(), 16, 4, "per_latent_frame").unsqueeze(0)
     expected = sampling.sample(load_transformer(paths["transformer"]), positive, condition, mask, negative=negative,
-                               seed=7, steps=2, cfg=3.0, shift=5.0, solver="dpmpp_2m")
+                               seed=7, steps=2, cfg=3.0, shift=5.0, solver="dpmpp_2m") / HV15_SCALE
     assert torch.allclose(comfy.probe("latent")["samples"], expected, atol=1e-5)
 
     # A LoRA branch and a plain branch off the same cached model: the LoRA never leaks into the other.
@@ -102,7 +104,7 @@ def test_vae_round_trip_inside_comfyui_equals_the_engine(comfy):
     comfy.run(prompt)
     vae = load_vae(paths["vae"])
     latent = video_vae.encode_video(vae, canvas_frames(), tile_frames=4, tile_overlap_frames=0, tile_size=0)
-    assert torch.allclose(comfy.probe("vae_latent")["samples"], latent, atol=1e-5)
+    assert torch.allclose(comfy.probe("vae_latent")["samples"], latent / HV15_SCALE, atol=1e-5)
     frames = video_vae.decode_latent(vae, latent, tile_frames=4, tile_overlap_frames=0, tile_size=0)
     assert torch.allclose(comfy.probe("vae_frames"), frames, atol=1e-5)
 

@@ -1,14 +1,15 @@
 """The trainable LoRA: peft adapters on the visual-stream FFN linears of a frozen backbone, saved in
-the layout the pack's own loader (``dreamactor_core.models.lora.load_lora``, the LoadLora node) reads.
+ComfyUI's LoRA layout, which core ``LoraLoaderModelOnly`` and the pack's own loader
+(``dreamactor_core.models.lora.load_lora``, the LoadLora node) both read.
 
 Paper: the backbone stays frozen and only the feed-forward layers of the visual stream get LoRA
 (rank 256); the text branch is untouched. The targets are ``adapter.visual_ffn_modules``, the same
 list the loader and the tiny test LoRAs use.
 
-File layout: diffusers/peft keys ``transformer.<module>.lora_A.weight`` / ``lora_B.weight`` (B not
-pre-scaled), the alpha in diffusers' ``lora_adapter_metadata`` JSON (which ``load_lora`` reads, and
-diffusers' own loader understands), plus plain metadata naming backbone, rank, alpha, stage, step and
-target modules, so a warm start can refuse a LoRA made for something else before touching weights,
+File layout: ComfyUI's LoRA names (``diffusion_model.<ComfyUI module>.lora_down.weight`` /
+``lora_up.weight`` / ``.alpha``), so core ``LoraLoaderModelOnly`` applies every layer and the pack's
+``load_lora`` reads the same file; the alpha also in diffusers' ``lora_adapter_metadata`` JSON, plus
+plain metadata naming backbone, rank, alpha, stage, step and target modules (diffusers names), so a warm start can refuse a LoRA made for something else before touching weights,
 and ``image_embeds`` ("siglip" or "none"): whether the reference's SigLIP embedding conditioned the
 training, which a warm start only warns about (the weights still fit; the conditioning shifts).
 """
@@ -24,6 +25,7 @@ import torch
 
 from ..errors import DreamActorError
 from ..models import checkpoints
+from ..models.backbones import get_adapter
 from ..models.loading import DreamActorModel
 from ..models.lora import LoraLayer, load_lora
 from .files import replacing
@@ -87,12 +89,30 @@ def lora_metadata(backbone: str, rank: int, alpha: float, stage: str, step: int,
     }
 
 
+def comfy_lora_keys(tensors: dict[str, torch.Tensor], backbone: str, alpha: float) -> dict[str, torch.Tensor]:
+    """``lora_tensors`` output -> ComfyUI's LoRA names: ``diffusion_model.<ComfyUI module>.lora_down.weight``
+    (A), ``.lora_up.weight`` (B) and ``.alpha``, which core ``LoraLoaderModelOnly`` maps for the
+    backbone's ComfyUI model (``comfy/lora.py`` maps every ``diffusion_model.<module>.weight``)."""
+    adapter = get_adapter(backbone)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sorted(tensors.items()):
+        module, kind = key.rsplit(".lora_", 1)
+        comfy = adapter.foreign_module_names(module).get("comfy")
+        if comfy is None:
+            raise DreamActorError(f"LoRA save: '{module}' has no ComfyUI name for {adapter.display_name}")
+        base = f"diffusion_model.{comfy}"
+        out[f"{base}.{'lora_down' if kind == 'A' else 'lora_up'}.weight"] = value
+        out[f"{base}.alpha"] = torch.tensor(float(alpha))
+    return out
+
+
 def save_lora(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
-    """Write the LoRA file (temporary file, then renamed: an existing file survives a failed save)."""
+    """Write the LoRA file in ComfyUI's key layout (``comfy_lora_keys``; backbone and alpha from
+    ``metadata``), to a temporary file then renamed: an existing file survives a failed save."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    keyed = {f"transformer.{key}.weight": value for key, value in sorted(tensors.items())}
+    keyed = comfy_lora_keys(tensors, metadata["backbone"], float(metadata["alpha"]))
     with replacing(path) as temporary:
         save_file(keyed, str(temporary), metadata=metadata)
     return path
