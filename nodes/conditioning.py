@@ -11,7 +11,7 @@ from ..dreamactor_core.conditioning.from_comfy import from_comfy_conditioning
 from ..dreamactor_core.conditioning.image_encoder import load_image_encoder, with_reference_embedding
 from ..dreamactor_core.conditioning.prompt import DEFAULT_TEMPLATE, fuse_prompt
 from ..dreamactor_core.conditioning.text_encoder import load_text_encoder
-from . import comfy_bridge
+from . import comfy_bridge, memory
 from .comfy_bridge import CATEGORY_ROOT, TEXT_ENCODERS
 
 CONDITIONING_TYPE = "DREAMACTOR_CONDITIONING"
@@ -120,14 +120,16 @@ class LoadTextEncoder:
         }
 
     def load(self, text_encoder_name: str, glyph_encoder_name: str = NONE, precision: str = "auto") -> tuple:
-        import comfy.model_management as mm
-
         _, dtype = comfy_bridge.device_and_dtype(precision)
         glyph = None if glyph_encoder_name == NONE else comfy_bridge.resolve(TEXT_ENCODERS, glyph_encoder_name)
-        return (load_text_encoder(comfy_bridge.resolve(TEXT_ENCODERS, text_encoder_name), glyph,
-                                  tokenizer_dir=_comfy_tokenizer("qwen25_tokenizer"),
-                                  glyph_tokenizer_dir=_comfy_tokenizer("byt5_tokenizer"),
-                                  dtype=dtype, device=mm.text_encoder_device()),)
+        encoder = load_text_encoder(comfy_bridge.resolve(TEXT_ENCODERS, text_encoder_name), glyph,
+                                    tokenizer_dir=_comfy_tokenizer("qwen25_tokenizer"),
+                                    glyph_tokenizer_dir=_comfy_tokenizer("byt5_tokenizer"),
+                                    dtype=dtype, device=memory.offload_device("text_encoder"))
+        memory.manage(encoder.mllm, "text_encoder", text_encoder_name)
+        if encoder.glyph is not None:
+            memory.manage(encoder.glyph, "text_encoder", glyph_encoder_name if glyph else f"{text_encoder_name} (glyph)")
+        return (encoder,)
 
 
 class TextEncode:
@@ -188,11 +190,11 @@ class LoadImageEncoder:
         }
 
     def load(self, image_encoder_name: str, precision: str = "auto") -> tuple:
-        import comfy.model_management as mm
-
         _, dtype = comfy_bridge.device_and_dtype(precision)
-        return (load_image_encoder(comfy_bridge.resolve(CLIP_VISION, image_encoder_name), dtype=dtype,
-                                   device=mm.text_encoder_device()),)
+        encoder = load_image_encoder(comfy_bridge.resolve(CLIP_VISION, image_encoder_name), dtype=dtype,
+                                     device=memory.offload_device("image_encoder"))
+        memory.manage(encoder.model, "image_encoder", image_encoder_name)
+        return (encoder,)
 
 
 class ReferenceImageEmbed:

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from ..errors import DreamActorError, MissingModelFile
-from ..models import checkpoints
+from ..models import checkpoints, memory
 from .embedding_cache import SHARED_CACHE, EmbeddingCache
 from .encoder_files import build, config_for, file_identity, from_pretrained, must_exist, submodel, transformers_class
 from .types import Conditioning
@@ -118,9 +118,9 @@ class HunyuanVideo15TextEncoder:
         tokens = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=True, return_dict=True, padding="max_length",
             max_length=MLLM_MAX_TOKENS + self.crop_start, truncation=True, return_tensors="pt")
-        device = _device_of(self.mllm)
-        hidden = self.mllm(input_ids=tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device),
-                           output_hidden_states=True).hidden_states[-(HIDDEN_LAYERS_TO_SKIP + 1)]
+        with memory.resident(self.mllm, "text encoder (Qwen2.5-VL)") as device:
+            hidden = self.mllm(input_ids=tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device),
+                               output_hidden_states=True).hidden_states[-(HIDDEN_LAYERS_TO_SKIP + 1)]
         return {"encoder_hidden_states": hidden[:, self.crop_start:].cpu(),
                 "encoder_attention_mask": tokens.attention_mask[:, self.crop_start:].cpu()}
 
@@ -132,14 +132,10 @@ class HunyuanVideo15TextEncoder:
                     "encoder_attention_mask_2": torch.zeros(1, GLYPH_MAX_TOKENS, dtype=torch.int64)}
         tokens = self.glyph_tokenizer(glyph, padding="max_length", max_length=GLYPH_MAX_TOKENS, truncation=True,
                                       add_special_tokens=True, return_tensors="pt")
-        device = _device_of(self.glyph)
-        hidden = self.glyph(input_ids=tokens.input_ids.to(device),
-                            attention_mask=tokens.attention_mask.float().to(device))[0]
+        with memory.resident(self.glyph, "glyph encoder (ByT5)") as device:
+            hidden = self.glyph(input_ids=tokens.input_ids.to(device),
+                                attention_mask=tokens.attention_mask.float().to(device))[0]
         return {"encoder_hidden_states_2": hidden.cpu(), "encoder_attention_mask_2": tokens.attention_mask.cpu()}
-
-
-def _device_of(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
 
 
 FOLDER = "text_encoders"

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import DreamActorError
 from ..progress import ProgressHook, report
+from . import memory
 from .loading import DreamActorVAE
 
 
@@ -94,11 +95,11 @@ def encode_video(model: DreamActorVAE, frames: torch.Tensor, *, tile_frames: int
         raise DreamActorError(f"frames: expected {ratio}k+1 frames of a size divisible by {spatial}, "
                               f"got {count} frames of {height}x{width}")
     _check_tiles(ratio, tile_frames, tile_overlap_frames)
-    device, dtype = next(vae.parameters()).device, next(vae.parameters()).dtype
+    device, dtype = memory.compute_device(vae), next(vae.parameters()).dtype
     starts = _chunk_starts(count, tile_frames, tile_frames - tile_overlap_frames)
     total = len(starts) * _spatial_tiles(height, width, tile_size)
     out = torch.zeros(1, adapter.latent_channels, (count - 1) // ratio + 1, height // spatial, width // spatial)
-    with torch.inference_mode(), _tiling(model, tile_size, progress, total, "encoder"):
+    with torch.inference_mode(), memory.resident(vae, "VAE"), _tiling(model, tile_size, progress, total, "encoder"):
         for start in starts:
             chunk = frames[start:start + tile_frames + 1].to(device, dtype)
             pixels = chunk.permute(3, 0, 1, 2).unsqueeze(0) * 2 - 1
@@ -120,14 +121,14 @@ def decode_latent(model: DreamActorVAE, latent: torch.Tensor, *, tile_frames: in
         raise DreamActorError(f"latent: expected [1, {adapter.latent_channels}, T, H, W] for the "
                               f"{adapter.display_name} VAE, got shape {list(latent.shape)}")
     _check_tiles(ratio, tile_frames, tile_overlap_frames)
-    device, dtype = next(vae.parameters()).device, next(vae.parameters()).dtype
+    device, dtype = memory.compute_device(vae), next(vae.parameters()).dtype
     latent_frames, lat_h, lat_w = latent.shape[2:]
     tile, stride = tile_frames // ratio, (tile_frames - tile_overlap_frames) // ratio
     starts = _chunk_starts(latent_frames, tile, stride)
     total = len(starts) * _spatial_tiles(lat_h, lat_w, tile_size // spatial if tile_size else 0)
     out = torch.zeros((latent_frames - 1) * ratio + 1, lat_h * spatial, lat_w * spatial, 3)
     latent = adapter.denormalize_latent(vae, latent.float())
-    with torch.inference_mode(), _tiling(model, tile_size, progress, total, "decoder"):
+    with torch.inference_mode(), memory.resident(vae, "VAE"), _tiling(model, tile_size, progress, total, "decoder"):
         for start in starts:
             pixels = vae.decode(latent[:, :, start:start + tile + 1].to(device, dtype)).sample.float()
             video = ((pixels[0].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from ..errors import DreamActorError
+from ..models import memory
 from ..models.loading import DreamActorModel
 from ..models.lora import lora_patches
 from ..progress import ProgressHook, report
@@ -151,7 +152,7 @@ def sample(
     """
     _check_inputs(model, condition, mask, steps, solver, denoise, init_latent, cfg, negative, empty_regions)
     adapter, transformer = model.adapter, model.transformer
-    device, dtype = next(transformer.parameters()).device, next(transformer.parameters()).dtype
+    device, dtype = memory.compute_device(transformer), next(transformer.parameters()).dtype
     sigmas = sigma_schedule(steps, adapter.default_shift if shift is None else shift, denoise)
     generator = torch.Generator("cpu").manual_seed(int(seed))
     noise = torch.randn(condition.shape, generator=generator, dtype=torch.float32).to(device)
@@ -168,7 +169,7 @@ def sample(
     total = len(texts) * len(windows) * forwards_per_run(solver, steps)
     velocity = GuidedVelocity(model, texts, cfg, condition, mask, windows, progress, total)
     stepper = make_solver(solver)
-    with torch.inference_mode(), lora_patches(model):
+    with torch.inference_mode(), memory.resident(transformer, "transformer"), lora_patches(model):
         for step, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
             v = velocity(x, s)
             if on_step is not None:

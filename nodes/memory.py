@@ -1,0 +1,171 @@
+"""The pack's models under ComfyUI's model management (the core's memory policy, ComfyUI's way).
+
+Each loaded model (transformer, VAE, Qwen2.5-VL, ByT5, SigLIP) is wrapped in a ComfyUI
+``ModelPatcher`` whose load device is ComfyUI's compute device for that role and whose offload
+device is ComfyUI's offload device (``unet_offload_device``, ``vae_offload_device``,
+``text_encoder_offload_device``: the CPU, or the GPU under --gpu-only/--highvram). Loaders leave the
+weights on the offload device. When the engine computes (``dreamactor_core.models.memory.resident``)
+the policy here asks ComfyUI for room and loads the model with ``load_models_gpu``, which evicts
+other models first, the pack's and ComfyUI's alike: the text and image encoders leave the GPU when
+the sampler needs their room. After the node the model stays loaded until ComfyUI needs the
+memory (ComfyUI's "smart memory"), or ``/free`` unloads everything.
+
+Block streaming: ComfyUI's partial (lowvram) loading casts weights per layer inside ``comfy.ops``
+layers only; the pack's models are diffusers/transformers modules, so a partially loaded one would
+compute with weights on two devices. The pack therefore always loads a model whole
+(``force_full_load``) and never lets ComfyUI unload part of it (``partially_unload`` frees nothing,
+so ComfyUI unloads it whole); when a model does not fit, or under --lowvram/--novram, or when Load
+Model's ``offload`` is ``block``, it streams with diffusers' group offload instead: weights stay on
+the offload device and one block at a time moves to the compute device. A model that does not fit
+even streamed is refused with its size and the memory found, before any weight moves.
+
+An interrupt or out-of-memory inside the computation unloads the model (weights back on the
+offload device, streaming removed) and empties the cache, so the next run starts clean.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import torch
+from comfy.cli_args import args
+
+from ..dreamactor_core.models import memory
+from ..dreamactor_core.models.memory import FULL, STREAMED
+
+_PATCHER = "_dreamactor_patcher"
+
+# Role -> (load device, offload device), ComfyUI's own choices for its models of that kind.
+DEVICES: dict[str, tuple[Callable[[], torch.device], Callable[[], torch.device]]] = {
+    "transformer": (mm.get_torch_device, mm.unet_offload_device),
+    "vae": (mm.vae_device, mm.vae_offload_device),
+    "text_encoder": (mm.text_encoder_device, mm.text_encoder_offload_device),
+    "image_encoder": (mm.text_encoder_device, mm.text_encoder_offload_device),  # as ComfyUI's CLIP vision
+}
+
+
+def offload_device(role: str) -> torch.device:
+    """Where a loader of ``role`` puts the weights: they wait there between node runs."""
+    return DEVICES[role][1]()
+
+
+def load_device(role: str) -> torch.device:
+    """Where a model of ``role`` computes (its precision follows this device, not the offload one)."""
+    return DEVICES[role][0]()
+
+
+class _Holder(torch.nn.Module):
+    """What the patcher wraps. ModelPatcher writes ``model.device``, a read-only property on
+    diffusers' and transformers' models; on the holder it is a plain attribute."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = module
+
+
+class PackModelPatcher(comfy.model_patcher.ModelPatcher):
+    """A ModelPatcher for a diffusers/transformers module: loaded and unloaded whole, never in part."""
+
+    dreamactor_name = "model"
+    dreamactor_stream = False  # stream blocks even when the model would fit (Load Model offload: block)
+    dreamactor_placement = ""  # FULL or STREAMED: how it was last made resident
+
+    def partially_unload(self, device_to, memory_to_free=0, force_patch_weights=False):
+        return 0  # nothing freed in part: ComfyUI's LoadedModel.model_unload then detaches it whole
+
+
+def manage(module: torch.nn.Module, role: str, label: str, stream: bool = False) -> torch.nn.Module:
+    """Put ``module`` under ComfyUI's model management as a ``role`` model named ``label`` (for
+    messages and the loaded-models list); ``stream`` asks for block streaming always."""
+    load, offload = DEVICES[role]
+    patcher = PackModelPatcher(_Holder(module), load_device=load(), offload_device=offload(),
+                               size=memory.model_bytes(module))
+    patcher.dreamactor_name, patcher.dreamactor_stream = label, stream
+    module.__dict__[_PATCHER] = patcher  # a plain attribute, not a submodule
+    return module
+
+
+def patcher_of(module: torch.nn.Module) -> PackModelPatcher | None:
+    return module.__dict__.get(_PATCHER)
+
+
+def _loaded_entry(patcher: PackModelPatcher):
+    return next((entry for entry in mm.current_loaded_models if entry.model is patcher), None)
+
+
+def _unload(patcher: PackModelPatcher) -> None:
+    entry = _loaded_entry(patcher)
+    if entry is not None:
+        entry.model_unload()
+        mm.current_loaded_models.remove(entry)
+
+
+def _stream_mode() -> str:
+    """always / never / auto from ComfyUI's VRAM state and flags (--lowvram and --novram ask for
+    streaming even on --cpu, where ComfyUI's state is DISABLED: there it moves nothing)."""
+    state = mm.vram_state
+    if args.lowvram or args.novram or state in (mm.VRAMState.LOW_VRAM, mm.VRAMState.NO_VRAM):
+        return "always"
+    return "never" if state in (mm.VRAMState.HIGH_VRAM, mm.VRAMState.DISABLED) else "auto"
+
+
+def _place(patcher: PackModelPatcher, name: str) -> str:
+    """Make the model usable on its load device: load it whole or stream it. Decides (and refuses)
+    before anything moves."""
+    module, device = patcher.model.inner, patcher.load_device
+    stream = "always" if patcher.dreamactor_stream else _stream_mode()
+    own = _loaded_entry(patcher)
+    own_loaded = own.model_loaded_memory() if own is not None else 0
+    reserve = mm.minimum_inference_memory()
+    streamed = memory.streamed_bytes(module)
+    if mm.vram_state == mm.VRAMState.DISABLED:  # CPU compute: no device budget to respect, as in ComfyUI
+        available = sys.maxsize
+    else:
+        available = mm.get_free_memory(device) + own_loaded + sum(
+            entry.model_loaded_memory() for entry in mm.current_loaded_models if entry.device == device and entry is not own)
+    placement = memory.choose_placement(f"{name} '{patcher.dreamactor_name}'", size=patcher.model_size(),
+                                        streamed=streamed, available=available, reserve=reserve, stream=stream,
+                                        device=device)
+    if placement == FULL:
+        mm.free_memory(patcher.model_size() - own_loaded + reserve, device, keep_loaded=[own] if own else [])
+        mm.load_models_gpu([patcher], force_full_load=True)
+    else:
+        _unload(patcher)
+        mm.free_memory(streamed + reserve, device)
+        memory.stream_blocks(module, device, patcher.offload_device)
+    patcher.dreamactor_placement = placement
+    return placement
+
+
+class ComfyPolicy(memory.MemoryPolicy):
+    """The core's memory policy inside ComfyUI; models that are not managed behave as in the core."""
+
+    def compute_device(self, module: torch.nn.Module) -> torch.device:
+        patcher = patcher_of(module)
+        return patcher.load_device if patcher is not None else super().compute_device(module)
+
+    @contextmanager
+    def resident(self, module: torch.nn.Module, name: str) -> Iterator[torch.device]:
+        patcher = patcher_of(module)
+        if patcher is None:
+            with super().resident(module, name) as device:
+                yield device
+            return
+        placement = _place(patcher, name)
+        failed = True
+        try:
+            yield patcher.load_device
+            failed = False
+        finally:
+            if placement == STREAMED:
+                memory.stop_streaming(module, patcher.offload_device)
+            if failed:  # interrupt, out of memory, any error: nothing stays loaded, the cache is emptied
+                _unload(patcher)
+                mm.soft_empty_cache()
+
+
+memory.set_policy(ComfyPolicy())
