@@ -5,7 +5,8 @@ For each source video (in --sources, cut into clips) and each new identity pictu
 identity with the clip's motion; the result V_o is scored (--scorer, 1-5 scale) and kept above
 --threshold as a triplet in <out>/manifest.jsonl. Every outcome goes to <out>/report.jsonl and the
 contact sheets <out>/contact_sheet_NNN.png, for the manual check. Re-running resumes. A scorer is
-a built-in name (pose_agreement, temporal_stability, appearance) or your own function as an import
+a built-in name (pose_agreement, temporal_stability, appearance; mllm_judge, the Video-Bench-style
+judge on a local Qwen2.5-VL named by --judge-model) or your own function as an import
 string module:function taking a ScoringInputs (dreamactor_core.train.scoring) and returning 1..5;
 add =WEIGHT to weigh it in the combined mean. ``--tiny`` runs on tiny random-weight models (a smoke
 test: the videos are noise).
@@ -51,6 +52,10 @@ def add_command(stages: argparse._SubParsersAction) -> None:
     quality = parser.add_argument_group("filter and manual check")
     quality.add_argument("--scorer", action="append", default=[], metavar="NAME[=WEIGHT]",
                          help="a built-in scorer or module:function; repeat (default: the three built-ins)")
+    quality.add_argument("--judge-model", type=Path,
+                         help="--scorer mllm_judge: a Qwen2.5-VL-Instruct model folder or single file (models/LLM)")
+    quality.add_argument("--judge-tokenizer", type=Path,
+                         help="the Qwen2.5 tokenizer folder for a single judge file without one beside it")
     quality.add_argument("--threshold", type=float, default=4.5, help="keep combined scores above this (1-5)")
     quality.add_argument("--thumb", type=int, default=96, help="contact sheet thumbnail size in pixels")
     quality.add_argument("--sheet-frames", type=int, default=4, help="V_src and V_o frames per contact sheet row")
@@ -76,17 +81,21 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import load_models
     from ..train.bootstrap.inputs import ClipOptions
     from ..train.bootstrap.job import BootstrapJob, run_bootstrap
+    from ..train.bootstrap.mllm_judge import MllmJudgeScorer
     from ..train.bootstrap.scorers import BUILTIN_SCORERS
     from ..train.bootstrap.scoring import resolve_scorer
 
+    dtype = getattr(torch, PRECISIONS[args.precision])
+    registry = {**BUILTIN_SCORERS, "mllm_judge": MllmJudgeScorer(args.judge_model, tokenizer_dir=args.judge_tokenizer,
+                                                                 dtype=dtype, device=args.device)}
+
     job = BootstrapJob(
         sources=args.sources, identities=args.identities, out=args.out, motion=args.motion,
-        scorers=tuple(resolve_scorer(spec, BUILTIN_SCORERS) for spec in args.scorer or DEFAULT_SCORERS),
+        scorers=tuple(resolve_scorer(spec, registry) for spec in args.scorer or DEFAULT_SCORERS),
         settings=animation_settings(args),
         clips=ClipOptions(args.clip_frames, args.stride, args.max_frames),
         threshold=args.threshold, thumb=args.thumb, sheet_frames=args.sheet_frames, rows_per_sheet=args.sheet_rows,
     )
-    dtype = getattr(torch, PRECISIONS[args.precision])
     with tempfile.TemporaryDirectory(prefix="dreamactor-tiny-") as scratch:
         files = _model_files(args, Path(scratch))  # a missing file stops the run before any work
         summary = run_bootstrap(job, lambda: load_models(files, dtype=dtype, device=args.device),

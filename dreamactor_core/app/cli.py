@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import DreamActorError
+from .caption_cli import add_command as add_caption_command
 from .cli_options import (
     PRECISIONS,
     TINY_BANNER,
@@ -27,6 +28,7 @@ from .cli_options import (
     animation_settings,
     model_files,
 )
+from .evaluate_cli import add_command as add_evaluate_command
 from .train_cli import add_train_command
 
 
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_animate(commands)
     add_train_command(commands)
+    add_caption_command(commands)
+    add_evaluate_command(commands)
     return parser
 
 

@@ -22,6 +22,7 @@ import torch
 from ...pose import augment
 from ...pose import skeleton as sk
 from ...pose.types import PoseSequence
+from .mllm_judge import MllmJudgeScorer
 from .scoring import Scorer, ScoringInputs, from_unit
 
 PCK_THRESHOLD = 0.1  # a joint agrees within 10% of the clip box's longer side (common PCK setting)
@@ -111,4 +112,7 @@ BUILTIN_SCORERS: dict[str, Scorer] = {
     "pose_agreement": pose_agreement,
     "temporal_stability": temporal_stability,
     "appearance": appearance,
+    # The paper's kind of judge (a local Qwen2.5-VL); its model is named by --judge-model, which
+    # replaces this unconfigured entry (that one explains the flag when used).
+    "mllm_judge": MllmJudgeScorer(None),
 }
