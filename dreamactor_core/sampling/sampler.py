@@ -83,6 +83,19 @@ def _check_inputs(model: DreamActorModel, condition: torch.Tensor, mask: torch.T
         raise DreamActorError(f"empty_regions: expected one of {', '.join(EMPTY_REGIONS)}, got '{empty_regions}'")
 
 
+def noised(clean: torch.Tensor, noise: torch.Tensor, s: float) -> torch.Tensor:
+    """The flow-matching path x_s = (1 - s) x0 + s noise, on EVERY cell of the canvas latent.
+
+    The one rule sampling and training (``train/objective.py``) share: the given cells (the
+    reference on latent frame 0, the driving half) are not pinned to the condition latent. The
+    sampler starts a partial denoise here and moves every cell with the model's velocity, as
+    ComfyUI's and diffusers' samplers do; training puts the whole target latent on this path and
+    supervises every cell (the paper's plain denoising loss), so each cell follows at inference the
+    path it was trained on. The model still sees the given cells exactly in the condition channels.
+    """
+    return (1.0 - s) * clean + s * noise
+
+
 class GuidedVelocity:
     """The model's velocity for the whole latent at one noise level: classifier-free guidance over
     the text branches, blended over temporal windows. Counts transformer forwards for ``progress``."""
@@ -156,8 +169,7 @@ def sample(
     sigmas = sigma_schedule(steps, adapter.default_shift if shift is None else shift, denoise)
     generator = torch.Generator("cpu").manual_seed(int(seed))
     noise = torch.randn(condition.shape, generator=generator, dtype=torch.float32).to(device)
-    x = noise if init_latent is None or denoise >= 1.0 else (
-        sigmas[0] * noise + (1.0 - sigmas[0]) * init_latent.to(device, torch.float32))
+    x = noise if init_latent is None or denoise >= 1.0 else noised(init_latent.to(device, torch.float32), noise, sigmas[0])
     condition = condition.to(device, dtype)
     mask = mask.to(device, dtype)
     if empty_regions == "zero_latent":

@@ -169,15 +169,23 @@ def mask_first_second(driving: torch.Tensor, fps: float, seconds: float) -> torc
     return masked
 
 
-def skeleton_driving(poses: PoseSequence, rng: np.random.Generator, config: TrainConfig) -> torch.Tensor:
-    """The clip's rendered skeletons at panel size: optional bone scaling, then one clip-level box
-    fitted into the panel (``pipeline.pose_driving``'s steps). A clip where nobody is seen renders black."""
+def skeleton_poses(poses: PoseSequence, rng: np.random.Generator, config: TrainConfig) -> PoseSequence | None:
+    """The clip's poses as the panel shows them: on ``bone_scale_probability`` of clips one set of
+    bone factors for the whole clip, then one clip-level box fitted into the panel (``pipeline.pose_driving``'s
+    steps). None when nobody is seen (the rng is advanced the same either way)."""
     scale = rng.random() < config.bone_scale_probability
     factors = augment.draw_bone_factors(int(rng.integers(2**31)), *config.bone_scale_range) if scale else None
     if augment.clip_box(poses) is None:
+        return None
+    return augment.augment_clip(poses, factors, (config.width, config.height))
+
+
+def skeleton_driving(poses: PoseSequence, rng: np.random.Generator, config: TrainConfig) -> torch.Tensor:
+    """The clip's rendered skeletons at panel size (``skeleton_poses``); a clip where nobody is seen renders black."""
+    placed = skeleton_poses(poses, rng, config)
+    if placed is None:
         return torch.zeros(len(poses), config.height, config.width, 3)
-    panel = (config.width, config.height)
-    return render.render_poses(augment.augment_clip(poses, factors, panel), *panel)
+    return render.render_poses(placed, config.width, config.height)
 
 
 def pose_sample(video: PoseVideo, rng: np.random.Generator, config: TrainConfig, temporal: int) -> Sample:

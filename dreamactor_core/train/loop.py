@@ -166,7 +166,10 @@ def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | P
     def conditioning(example: Example, negative_prompt: str | None = None) -> tuple[Conditioning, Conditioning | None]:
         """The example's prompt (and ``negative_prompt``'s) conditioning with its reference's embedding."""
         negative = texts.get(negative_prompt) if negative_prompt is not None else None
-        return with_reference_embedding(image_encoder, example.reference, texts.get(example.prompt), negative)
+        if example.image_embeds is None:
+            return with_reference_embedding(image_encoder, example.reference, texts.get(example.prompt), negative)
+        positive = texts.get(example.prompt).with_image_embeds(example.image_embeds)  # from the latent cache
+        return positive, (positive.unconditional_like(negative) if negative is not None else None)
 
     def forward_kwargs(example: Example) -> dict[str, torch.Tensor]:
         positive, _ = conditioning(example)

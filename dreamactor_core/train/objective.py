@@ -1,5 +1,5 @@
-"""The training objective: the canvas exactly as inference builds it, and flow matching on the part
-of it the model generates.
+"""The training objective: the canvas exactly as inference builds it, and flow matching on the whole
+latent the sampler denoises.
 
 Condition: ``build_canvas(reference, driving)`` (frame 0 [reference | driving 0], later frames
 [black | driving t]), VAE-encoded, with ``canvas_mask`` packed to the latent grid: the very calls
@@ -8,13 +8,14 @@ Condition: ``build_canvas(reference, driving)`` (frame 0 [reference | driving 0]
 Clean latent x0: the TARGET canvas, [target frames | the same driving half], encoded by the same
 VAE. Its left half is what ``result.extract_result`` reads back after sampling.
 
-Loss region: the latent cells whose packed mask is 0 in every channel, i.e. the left (reference)
-half after latent frame 0. Latent frame 0 encodes pixel frame 0 alone (causal VAE) and there the
-left half is the given reference; the right half is the given driving signal on every frame. The
-sampler still denoises those given cells, but the model sees them in the condition channels, so a
-loss there would mostly teach copying and dilute the gradient of what is actually generated.
-Reading the region from the packed mask (not from a hard-coded half) keeps it right for the
-folded-temporal mask layout of Wan as well.
+Loss region: the whole latent (the paper's plain denoising loss). The sampler moves every cell,
+the given ones too (the reference on latent frame 0, the driving half), with the model's own
+velocity and never puts them back, as ComfyUI's and diffusers' samplers do; so training puts every
+cell of the target latent on the same path (``sampling.sampler.noised``, the one function both use)
+and supervises every cell. Supervising only the generated left half (as this file once did) left
+the given cells on a path at inference the LoRA never saw; pinning them to the re-noised condition
+in both places would also agree, but only with the pack's own sampler, not with ComfyUI's own
+samplers (KSampler and diffusers' pipelines move every cell too).
 
 Text and reference: the prompt's embedding plus, with an image encoder, the reference picture's
 SigLIP embedding, joined by ``image_encoder.with_reference_embedding`` as ``pipeline.animate`` joins
@@ -24,8 +25,8 @@ shows on frame 0 (the loop makes the conditioning; ``Example`` carries the pictu
 Noise levels: logit-normal s = sigmoid(N(0, 1)) (SD3's choice; it favours the middle levels where
 the velocity is hardest to predict) or uniform, then time-shifted with the backbone's sampling shift
 (s' = shift s / (1 + (shift - 1) s), the sampler's own schedule), so training spends its steps at the
-noise levels inference visits. x_t = (1 - s) x0 + s noise, target v = noise - x0 (``sampling``'s
-convention), timestep = 1000 s.
+noise levels inference visits. x_t = (1 - s) x0 + s noise (``noised``), target v = noise - x0
+(``sampling``'s convention), timestep = 1000 s.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..errors import DreamActorError
 from ..models.backbones.base import BackboneAdapter
 from ..models.loading import DreamActorVAE
 from ..models.vae import encode_video
+from ..sampling.sampler import noised
 from .config import TrainConfig
 from .data import Sample
 
@@ -52,13 +54,13 @@ class Example:
     condition: torch.Tensor
     mask: torch.Tensor
     clean: torch.Tensor  # x0: the target canvas latent
-    loss_region: torch.Tensor  # [1, 1, T, H, W]: 1 where the model generates
     prompt: str
     reference: torch.Tensor  # [1, H, W, 3]: the picture whose SigLIP embedding joins the prompt's
+    image_embeds: torch.Tensor | None = None  # the reference's SigLIP embedding, when read from a cache
 
 
 def encode_example(sample: Sample, vae: DreamActorVAE, config: TrainConfig, tile_size: int = 256) -> Example:
-    """Sample frames -> condition latent, packed mask, target latent and loss region."""
+    """Sample frames -> condition latent, packed mask and target latent."""
     adapter = vae.adapter
     canvas_args = dict(width=config.width, height=config.height, fit=config.fit,
                        temporal=adapter.temporal_compression, transition=False, fps=sample.fps)
@@ -75,9 +77,8 @@ def encode_example(sample: Sample, vae: DreamActorVAE, config: TrainConfig, tile
                             adapter.mask_layout).unsqueeze(0)
     condition = encode_video(vae, canvas, tile_size=tile_size)
     clean = encode_video(vae, target, tile_size=tile_size)
-    region = (mask.amax(dim=1, keepdim=True) == 0).float()
     # encode_video runs in inference mode; clones are ordinary tensors autograd may save.
-    return Example(condition.clone(), mask.clone(), clean.clone(), region, sample.prompt, sample.reference)
+    return Example(condition.clone(), mask.clone(), clean.clone(), sample.prompt, sample.reference)
 
 
 def draw_noise_level(generator: torch.Generator, config: TrainConfig, adapter: BackboneAdapter) -> float:
@@ -90,18 +91,20 @@ def draw_noise_level(generator: torch.Generator, config: TrainConfig, adapter: B
     return shift * raw / (1.0 + (shift - 1.0) * raw)
 
 
+def velocity_target(clean: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The velocity the model must predict on the path ``noised``: d x_s / d s = noise - x0."""
+    return noise - clean
+
+
 def flow_matching_loss(transformer: torch.nn.Module, adapter: BackboneAdapter, example: Example,
                        text: Mapping[str, torch.Tensor], level: float, noise: torch.Tensor) -> torch.Tensor:
-    """MSE between predicted and true velocity over the loss region (``text`` from
-    ``adapter.prepare_conditioning``; ``noise`` shaped like the latent)."""
+    """Mean squared error between predicted and true velocity over every latent cell (``text``
+    from ``adapter.prepare_conditioning``; ``noise`` shaped like the latent)."""
     parameter = next(transformer.parameters())
     device, dtype = parameter.device, parameter.dtype
-    clean = example.clean.to(device)
-    noise = noise.to(device)
-    noisy = (1.0 - level) * clean + level * noise
-    model_input = adapter.pack_input(noisy.to(dtype), example.condition.to(device, dtype), example.mask.to(device, dtype))
+    clean, noise = example.clean.to(device), noise.to(device)
+    model_input = adapter.pack_input(noised(clean, noise, level).to(dtype), example.condition.to(device, dtype),
+                                     example.mask.to(device, dtype))
     timestep = torch.full((clean.shape[0],), level * 1000.0, device=device, dtype=dtype)
     predicted = adapter.predict_velocity(transformer, model_input, timestep, text).float()
-    region = example.loss_region.to(device)
-    squared = (predicted - (noise - clean)) ** 2 * region
-    return squared.sum() / (region.sum() * clean.shape[1])
+    return torch.nn.functional.mse_loss(predicted, velocity_target(clean, noise))
