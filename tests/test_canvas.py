@@ -34,10 +34,26 @@ def test_layout_is_reference_then_black_beside_the_driving_frames(height, width,
     assert torch.equal(canvas[:, :, width:], driving)
 
 
-def test_a_reference_off_the_multiple_is_padded_and_cropped_never_scaled():
+def test_pad_never_cuts_a_reference_that_the_rounding_made_too_big():
+    # 30x50 rounds to 32x48: "pad" keeps the whole picture, shrunk by 48/50 to 29x48, centred.
+    reference = torch.zeros(1, 30, 50, 3)
+    reference[:, 0], reference[:, -1], reference[:, :, 0], reference[:, :, -1] = 1.0, 1.0, 1.0, 1.0  # a white frame
+    canvas, layout = build_canvas(reference, _random(5, 32, 48, 3), fit="pad")
+    assert layout.reference.whole_source and layout.reference.panel_box == Box(1, 0, 29, 48)
+    panel = canvas[0, :, :48]
+    assert float(panel[1, :, 0].min()) > 0.5 and float(panel[29, :, 0].min()) > 0.5  # top and bottom edges kept
+    assert float(panel[1:30, 0, 0].min()) > 0.5 and float(panel[1:30, 47, 0].min()) > 0.5  # left and right edges kept
+    assert not panel[0].any() and not panel[30:].any()  # black background rows above and below
+    # A reference the rounding only enlarges stays exact in either mode.
+    small = _random(1, 30, 44, 3)
+    canvas, layout = build_canvas(small, _random(1, 32, 48, 3), fit="pad")
+    assert not layout.reference.resamples and torch.equal(canvas[0, 1:31, 2:46], small[0])
+
+
+def test_crop_cuts_a_reference_that_the_rounding_made_too_big_never_scales_it():
     # 30x50 rounds to 32x48: one row of background above and below, one column cut on each side.
     reference = _random(1, 30, 50, 3)
-    canvas, layout = build_canvas(reference, _random(5, 32, 48, 3), background=(0.25, 0.5, 0.75))
+    canvas, layout = build_canvas(reference, _random(5, 32, 48, 3), fit="crop", background=(0.25, 0.5, 0.75))
     assert (layout.requested_height, layout.requested_width) == (30, 50)
     assert (layout.panel_height, layout.panel_width) == (32, 48)
     assert not layout.reference.resamples

@@ -72,7 +72,9 @@ def test_canvas_masks_and_result_nodes_match_the_engine(comfy):
     assert canvas.shape == (13, 96, 160, 3)  # 100x75 rounds to 96x80; 4 + 6 frames padded to 13
     got = comfy.probe("canvas")
     assert torch.equal(got, canvas)
-    assert torch.equal(got[0, :, :20], torch.ones(96, 20, 3))  # transparent strip on the white background
+    # "pad" keeps the whole 100x75 picture: shrunk to 96x72 beside 4 white columns; the transparent strip
+    # is white (resampled white: 1 to float32 rounding)
+    assert torch.allclose(got[0, :, :20], torch.ones(96, 20, 3), atol=1e-6)
     info = comfy.probe("canvas_info")
     assert info["__dataclass__"] == "CanvasLayout"
     assert {k: info["fields"][k] for k in ("panel_height", "panel_width", "transition_frames", "padded_frames",
@@ -88,7 +90,7 @@ def test_canvas_masks_and_result_nodes_match_the_engine(comfy):
     assert masks_info["output"] == ["MASK"] and set(masks_info["input"]["required"]) == {"canvas_info"}
 
     result = comfy.probe("result")
-    assert result.shape == (6, 96, 75, 3)  # the driving-aligned frames, the reference's visible 96x75
+    assert result.shape == (6, 100, 75, 3)  # the driving-aligned frames at the reference's own 100x75
     assert torch.equal(result, extract_result(canvas, layout))
     assert comfy.probe("fps") == 4.0
 

@@ -156,6 +156,14 @@ def test_augment_clip_scales_then_normalizes_and_rejects_a_clip_without_people()
         augment_clip(poses, None, (64, 64), reference=PoseSequence((empty_people(0),), 64, 64))
 
 
+def test_a_clip_without_people_passes_bone_scaling_when_nothing_is_fitted():
+    """Pose Augment with normalize_box off: a clip in which nobody was found is not an error."""
+    nobody = PoseSequence((empty_people(0), empty_people(0)), 64, 48)
+    result = augment_clip(nobody, draw_bone_factors(1), None)
+    assert [len(frame) for frame in result.frames] == [0, 0] and (result.width, result.height) == (64, 48)
+    assert augment_clip(nobody, None, None) is nobody
+
+
 @pytest.mark.parametrize(("call", "message"), [
     (lambda p: draw_bone_factors(0, 1.2, 0.8), "0 < min <= max"),
     (lambda p: draw_bone_factors(0, 0.0, 0.8), "0 < min <= max"),

@@ -12,7 +12,8 @@ Rules (each correction is reported by ``CanvasLayout.report``):
   times the patch size, so the seam between the halves falls on a token boundary).
 - Fit: the driving frames are fitted with ``fit`` ("pad" or "crop", see ``placement``); so is the
   reference when the panel size was given. When the panel is the reference's own size, the reference
-  is never resampled, only padded or cropped by the rounding (its pixels stay exact).
+  keeps its pixels exactly where the rounding padded it; where the rounding made the panel smaller,
+  "pad" shrinks it to fit (nothing is cut) and "crop" cuts the rows or columns that stick out.
 - Fill: the reference's padding and its transparent pixels take ``background``; the driving frames'
   padding is black (black means "no motion signal", like the transition frames).
 - Colour: grayscale is expanded to RGB; an alpha channel (2 or 4 channels) is composited.

@@ -6,8 +6,10 @@ extractor undoes the same fit. Both read one ``Placement``, so the two direction
 Policy (documented for artists in the canvas node):
 - "pad": scale to fit inside the panel (the whole image stays visible), centre, fill the rest;
 - "crop": scale to cover the panel (no fill), centre, cut what sticks out;
-- ``keep_scale``: no resampling at all, only centring, padding and cropping (used for the reference
-  when the panel is its own size rounded to the backbone's multiple, so its pixels stay exact).
+- ``keep_scale``: never enlarged, only centred and padded, so its pixels stay exact (used for the
+  reference when the panel is its own size rounded to the backbone's multiple). When the rounding
+  made the panel smaller than the image, "pad" still keeps the whole image: it is shrunk to fit (the
+  only case it is resampled); "crop" cuts what sticks out.
 """
 
 from __future__ import annotations
@@ -84,11 +86,10 @@ def place(source_hw: tuple[int, int], panel_hw: tuple[int, int], fit: str, keep_
     if fit not in FIT_MODES:
         raise DreamActorError(f"fit: expected one of {', '.join(FIT_MODES)}, got '{fit}'")
     (height, width), (panel_h, panel_w) = source_hw, panel_hw
+    ratio = (min if fit == "pad" else max)(panel_h / height, panel_w / width)
     if keep_scale:
-        scaled_h, scaled_w = height, width
-    else:
-        ratio = (min if fit == "pad" else max)(panel_h / height, panel_w / width)
-        scaled_h, scaled_w = max(1, round(height * ratio)), max(1, round(width * ratio))
+        ratio = min(ratio, 1.0) if fit == "pad" else 1.0
+    scaled_h, scaled_w = (height, width) if ratio == 1.0 else (max(1, round(height * ratio)), max(1, round(width * ratio)))
     top, scaled_top, visible_h = _visible(panel_h, scaled_h)
     left, scaled_left, visible_w = _visible(panel_w, scaled_w)
     to_source_y, to_source_x = height / scaled_h, width / scaled_w

@@ -137,8 +137,10 @@ def augment_clip(poses: PoseSequence, bone_factors: Mapping[str, float] | None =
                  panel: tuple[int, int] | None = None, margin: float = 0.05,
                  reference: PoseSequence | None = None, min_confidence: float = 0.0) -> PoseSequence:
     """Bone scaling (when ``bone_factors`` is given), then fitting into ``panel`` (width, height):
-    onto the ``reference`` pose box when one is given, else the whole panel less ``margin``."""
-    _require_people(poses, "poses", min_confidence)
+    onto the ``reference`` pose box when one is given, else the whole panel less ``margin``.
+
+    Only fitting needs a person (there is no box to fit otherwise); without ``panel`` a clip in which
+    nobody was found comes back unchanged, as bone scaling has nothing to move."""
     if bone_factors is not None:
         poses = scale_bones(poses, bone_factors)
     if panel is None:
