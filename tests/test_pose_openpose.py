@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dreamactor_core.errors import MissingModelFile
+from dreamactor_core.errors import DreamActorError, MissingModelFile
 from dreamactor_core.pose import skeleton as sk
 from dreamactor_core.pose.extract import extract_poses
 from dreamactor_core.pose.extract_openpose import BODY_FILE, FACE_FILE, HAND_FILE, OpenPose, people_from_pose_results
@@ -51,10 +51,29 @@ def test_files_are_found_in_the_annotators_layout_and_missing_ones_are_named(tmp
 def test_the_backend_runs_controlnet_aux_end_to_end_on_randomly_initialized_networks(tmp_path):
     """Plumbing only (random networks find nobody): the files load the way controlnet_aux loads
     them, detection with hands and face runs on a real photo, and the frame is kept."""
+    from real_data import skimage_photo
+
+    _write_random_networks(tmp_path)
+    estimator = OpenPose.from_dirs([tmp_path])
+    assert estimator.description.startswith("controlnet-aux openpose (torch, ")
+    poses = extract_poses(skimage_photo("astronaut")[None], estimator)
+    assert len(poses) == 1 and (poses.width, poses.height) == (512, 512)
+
+
+class _Payload:
+    """Unpickling this runs code: it writes the file named in ``marker``."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "pickled code ran"))
+
+
+def _write_random_networks(folder: Path) -> None:
     import torch
     from controlnet_aux.open_pose.face import FaceNet
     from controlnet_aux.open_pose.model import bodypose_model, handpose_model
-    from real_data import skimage_photo
 
     torch.manual_seed(0)
     for name, model, prefixed in ((BODY_FILE, bodypose_model(), True), (HAND_FILE, handpose_model(), True),
@@ -62,11 +81,22 @@ def test_the_backend_runs_controlnet_aux_end_to_end_on_randomly_initialized_netw
         state = model.state_dict()
         if prefixed:  # the released body and hand files lack the sub-module prefix
             state = {key.split(".", 1)[1]: value for key, value in state.items()}
-        torch.save(state, tmp_path / name)
-    estimator = OpenPose.from_dirs([tmp_path])
-    assert estimator.description.startswith("controlnet-aux openpose (torch, ")
-    poses = extract_poses(skimage_photo("astronaut")[None], estimator)
-    assert len(poses) == 1 and (poses.width, poses.height) == (512, 512)
+        torch.save(state, folder / name)
+
+
+def test_a_pickle_bearing_file_is_refused_even_where_torch_defaults_to_full_unpickling(tmp_path, monkeypatch):
+    """controlnet_aux calls torch.load(path) bare; the pack forces weights_only=True, whatever torch's default."""
+    import torch
+    from controlnet_aux.open_pose import body
+
+    _write_random_networks(tmp_path)
+    marker = tmp_path / "ran.txt"
+    torch.save({"payload": _Payload(str(marker))}, tmp_path / HAND_FILE)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch < 2.6's default: full unpickling
+    with pytest.raises(DreamActorError, match=f"'{tmp_path / HAND_FILE}' holds more than tensors"):
+        OpenPose.from_dirs([tmp_path])
+    assert not marker.exists()
+    assert body.torch is torch  # controlnet_aux's module sees the real torch again
 
 
 REAL_WEIGHTS = os.environ.get("DREAMACTOR_OPENPOSE_DIR", "")

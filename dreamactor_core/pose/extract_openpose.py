@@ -5,15 +5,27 @@ hand_pose_model.pth, facenet.pth. Multi-person; BODY_18 with hands and the 70-po
 Importing controlnet_aux loads all of its annotators (~5 s), so it happens only when this backend
 is chosen. Its face peaks skip parts it cannot find, which loses their identities; a face is only
 kept when every part was found (70 landmarks, plus the background map it also reports).
+
+controlnet_aux's ``Body``, ``Hand`` and ``Face`` read their ``.pth`` files with a bare
+``torch.load(path)``, which unpickles arbitrary code wherever torch's default is not weights-only
+(torch < 2.6, or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD set). While the pack builds them, those three
+modules see a ``torch`` whose ``load`` always passes ``weights_only=True``; a file holding anything
+but tensors is refused with a clear error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import pickle
+import threading
+import types
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..errors import DreamActorError
 from . import skeleton as sk
 from .model_files import ANNOTATORS_LAYOUT, find_model_file
 
@@ -46,15 +58,61 @@ def people_from_pose_results(results: Sequence, width: int, height: int) -> np.n
     return people
 
 
+_PATCH_LOCK = threading.Lock()
+
+
+class _WeightsOnlyTorch(types.ModuleType):
+    """``torch`` as controlnet_aux's loader modules see it while the pack builds them: everything is
+    torch's own except ``load``, which always passes ``weights_only=True``."""
+
+    def __init__(self, torch: types.ModuleType) -> None:
+        super().__init__("torch")
+        self._torch = torch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._torch, name)
+
+    def load(self, f: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return self._torch.load(f, *args, **kwargs)
+
+
+@contextmanager
+def weights_only_loads(modules: Sequence[types.ModuleType]) -> Iterator[None]:
+    """Within the block, ``torch.load`` called from ``modules`` is weights-only (module doc)."""
+    import torch
+
+    with _PATCH_LOCK:
+        saved = [module.torch for module in modules]
+        try:
+            for module in modules:
+                module.torch = _WeightsOnlyTorch(torch)
+            yield
+        finally:
+            for module, original in zip(modules, saved):
+                module.torch = original
+
+
+def _build(cls: Callable[[str], Any], path: str | Path) -> Any:
+    try:
+        return cls(str(path))
+    except pickle.UnpicklingError as error:
+        raise DreamActorError(f"OpenPose file '{path}' holds more than tensors (pickled objects), refused: only "
+                              f"weights are loaded (weights_only=True). Use the lllyasviel/Annotators file. "
+                              f"({str(error).splitlines()[0]})") from None
+
+
 class OpenPose:
     """A ``PoseEstimator`` over controlnet-aux's OpenposeDetector (every person, hands and face)."""
 
     def __init__(self, body_path: str | Path, hand_path: str | Path, face_path: str | Path) -> None:
         import torch
-        from controlnet_aux.open_pose import Body, Face, Hand, OpenposeDetector
+        from controlnet_aux.open_pose import Body, Face, Hand, OpenposeDetector, body, face, hand
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._detector = OpenposeDetector(Body(str(body_path)), Hand(str(hand_path)), Face(str(face_path))).to(device)
+        with weights_only_loads((body, hand, face)):
+            networks = _build(Body, body_path), _build(Hand, hand_path), _build(Face, face_path)
+        self._detector = OpenposeDetector(*networks).to(device)
         self.description = f"controlnet-aux openpose (torch, {device})"
 
     @classmethod
