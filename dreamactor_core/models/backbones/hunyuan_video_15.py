@@ -20,7 +20,7 @@ import torch
 
 from ...errors import DreamActorError
 from .base import BackboneAdapter, KeyShapes
-from .keymap import KeyMap, Rename, SubstringRenames, count_indexed, strip_common_prefix, unprefixed
+from .keymap import KeyMap, ModuleName, Rename, SubstringRenames, count_indexed, strip_common_prefix, unprefixed
 
 _D = "transformer_blocks.{n}."
 _O = "double_blocks.{n}."
@@ -167,11 +167,19 @@ class HunyuanVideo15(BackboneAdapter):
         fused = FUSED_ATTENTION.convert(original, reverse=True)
         return {COMFY_NAMES.apply(key): value for key, value in fused.items()}
 
-    def foreign_module_names(self, diffusers_name: str) -> dict[str, str]:
+    def foreign_module_names(self, diffusers_name: str) -> dict[str, ModuleName]:
+        """Original names; double-block q/k/v also as their fused module ("fused", ComfyUI's
+        layout), which ComfyUI's names are then built from."""
         original = TRANSFORMER_KEYS.module_name(diffusers_name, reverse=True)
         if original is None:
             return {}
-        return {"original": original, "comfy": COMFY_NAMES.apply(original + ".")[:-1]}
+        names = {"original": original}
+        fused = FUSED_ATTENTION.module_name(original, reverse=True)
+        if fused is not None:
+            names["fused"] = fused
+        source = fused or original
+        names["comfy"] = source.renamed(COMFY_NAMES.apply(source + ".")[:-1])
+        return names
 
     # ----- detection -----
     def is_transformer(self, keys: KeyShapes) -> bool:

@@ -38,6 +38,28 @@ def _compile(template: str) -> re.Pattern:
     return re.compile("^" + _PLACEHOLDER.sub(group, re.escape(template)) + r"(?=\.|$)")
 
 
+class ModuleName(str):
+    """A module's name in the other layout, plus how that module's output rows relate to this one's.
+
+    A plain ``str`` to every caller that only needs the name. ``transform`` is the ``Rename``'s:
+    "swap_halves" (the two halves of the output rows trade places) or "split_qkv" (this module is
+    output-row third ``part`` (0 q, 1 k, 2 v) of the fused module named). LoRA mapping needs both:
+    a LoRA's up rows follow the weight's rows.
+    """
+
+    transform: str
+    part: int
+
+    def __new__(cls, name: str, transform: str = "", part: int = 0) -> "ModuleName":
+        self = super().__new__(cls, name)
+        self.transform, self.part = transform, part
+        return self
+
+    def renamed(self, name: str) -> "ModuleName":
+        """The same relation under another spelling of the name (e.g. ComfyUI's)."""
+        return ModuleName(name, self.transform, self.part)
+
+
 class KeyMap:
     """Renames keys or module names with a table of ``Rename`` templates (first match wins)."""
 
@@ -53,14 +75,22 @@ class KeyMap:
                 return match, rename
         return None
 
-    def module_name(self, name: str, reverse: bool = False) -> str | None:
-        """The renamed module name, or None when no plain (untransformed) template matches."""
+    def module_name(self, name: str, reverse: bool = False) -> ModuleName | None:
+        """The renamed module name with its row relation (``ModuleName``), or None when no template
+        matches or the name is a fused q/k/v module (it becomes three modules, not one name)."""
         found = self._match(name, reverse)
-        if found is None or found[1].transform == "split_qkv":
+        if found is None:
             return None
         match, rename = found
-        template = rename.source if reverse else rename.target
-        return template.format(**match.groupdict()) + name[match.end():]
+        groups = match.groupdict()
+        rest = name[match.end():]
+        if rename.transform != "split_qkv":
+            template = rename.source if reverse else rename.target
+            return ModuleName(template.format(**groups) + rest, rename.transform)
+        if not reverse:
+            return None
+        part = QKV.index(groups.pop("qkv"))
+        return ModuleName(rename.source.format(**groups) + rest, "split_qkv", part)
 
     def convert(self, state_dict: dict[str, torch.Tensor], reverse: bool = False) -> dict[str, torch.Tensor]:
         """Rename every key; keys no template matches pass through unchanged."""
