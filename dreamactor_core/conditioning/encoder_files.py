@@ -9,13 +9,14 @@ Never fetched, never remote code.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from ..errors import DreamActorError, MissingModelFile
-from ..models import checkpoints
+from ..models import checkpoints, fp8, streaming
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -62,18 +63,31 @@ def submodel(state_dict: dict[str, torch.Tensor], anchor: str, path: Path, what:
     return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
 
 
+@contextmanager
+def file_submodel(path: Path, anchor: str, what: str) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """(state, fp8 scales) of the submodel at ``anchor`` in a single file, as deferred tensors: nothing
+    is read until ``build`` fills the model, and keys the model does not take are never read (a
+    Qwen2.5-VL file's vision tower and LM head). Valid inside the ``with`` block."""
+    _, metadata = checkpoints.read_header(path)
+    with streaming.deferred_file(path) as state:
+        scales = fp8.take_scales(state, metadata, path.name)
+        yield submodel(state, anchor, path, what), scales
+
+
 def build(class_name: str, config_class: str, config: dict, state_dict: dict[str, torch.Tensor], path: Path,
-          device: str | torch.device) -> torch.nn.Module:
-    """A transformers model from ``config`` with exactly the weights of ``state_dict`` (no random init)."""
+          device: str | torch.device, dtype: torch.dtype = torch.float32,
+          scales: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
+    """A transformers model from ``config`` with exactly the weights of ``state_dict`` (no random init),
+    built on the meta device and filled one tensor at a time (``models.streaming.fill``): floating
+    weights in ``dtype``, except fp8 linear weights of a scaled file, which stay fp8 with their
+    scales (``models.fp8``)."""
     from accelerate import init_empty_weights
 
     with init_empty_weights():
         model = transformers_class(class_name)(transformers_class(config_class)(**config))
-    try:
-        result = model.load_state_dict(state_dict, strict=False, assign=True)
-    except RuntimeError as error:
-        raise DreamActorError(f"'{path.name}' does not fit the configured {class_name} (put a '{path.stem}.json' "
-                              f"config beside it for other sizes): {str(error)[:300]}") from None
-    if result.missing_keys:
-        raise DreamActorError(f"'{path.name}' lacks {class_name} weights: {result.missing_keys[:5]}")
-    return model.to(device).eval().requires_grad_(False)
+    state_dict = dict(state_dict)
+    keep = fp8.plan_storage(model, state_dict, fp8.scales_for(state_dict, scales or {}, path.name), "keep")
+    streaming.fill(model, state_dict, dtype=dtype, device=device, keep=keep, source=path.name,
+                   what=f"the configured {class_name} (put a '{path.stem}.json' config beside it for other sizes)",
+                   strict=False)
+    return model.eval().requires_grad_(False)

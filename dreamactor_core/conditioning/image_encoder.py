@@ -23,9 +23,18 @@ import torch
 
 from ..canvas.composite import to_rgb
 from ..errors import DreamActorError
-from ..models import checkpoints, memory
+from ..models import memory
+from ..models.precision import encoder_dtype
 from .embedding_cache import SHARED_CACHE, EmbeddingCache
-from .encoder_files import build, config_for, file_identity, from_pretrained, must_exist, submodel, transformers_class
+from .encoder_files import (
+    build,
+    config_for,
+    file_identity,
+    file_submodel,
+    from_pretrained,
+    must_exist,
+    transformers_class,
+)
 from .types import Conditioning
 
 FOLDER = "clip_vision"
@@ -82,10 +91,13 @@ def to_uint8_rgb(image: torch.Tensor) -> np.ndarray:
 
 
 def load_image_encoder(path: str | Path, *, dtype: torch.dtype = torch.float32,
-                       device: str | torch.device = "cpu") -> ImageEncoder:
-    """SigLIP from a diffusers pipeline folder, a SigLIP model folder or a single .safetensors file."""
+                       device: str | torch.device = "cpu", compute_device: str | torch.device | None = None) -> ImageEncoder:
+    """SigLIP from a diffusers pipeline folder, a SigLIP model folder or a single .safetensors file
+    (read one tensor at a time). ``compute_device`` (default ``device``) decides the dtype: ``dtype``
+    on an accelerator, fp32 on the CPU (``models.precision.encoder_dtype``)."""
     path = Path(path)
     must_exist(path, FOLDER)
+    dtype = encoder_dtype(dtype, device if compute_device is None else compute_device)
     if path.is_dir():
         model_dir = path / "image_encoder" if (path / "image_encoder").is_dir() else path
         model = from_pretrained("SiglipVisionModel", model_dir, dtype, device, FOLDER)
@@ -94,11 +106,10 @@ def load_image_encoder(path: str | Path, *, dtype: torch.dtype = torch.float32,
         processor = (transformers_class("SiglipImageProcessor").from_pretrained(str(processor_dir), local_files_only=True)
                      if processor_dir else _default_processor(model.config.image_size))
     else:
-        state_dict = submodel(checkpoints.load_state_dict(path), _ANCHOR, path, "a SigLIP vision model")
-        state_dict = {key: value.to(dtype) if value.is_floating_point() else value for key, value in state_dict.items()}
-        config = config_for(path, "siglip_so400m_patch14_384.json")
-        config["vision_use_head"] = any(key.startswith("head.") for key in state_dict)
-        model = build("SiglipVisionModel", "SiglipVisionConfig", config, state_dict, path, device)
+        with file_submodel(path, _ANCHOR, "a SigLIP vision model") as (state, scales):
+            config = config_for(path, "siglip_so400m_patch14_384.json")
+            config["vision_use_head"] = any(key.startswith("head.") for key in state)
+            model = build("SiglipVisionModel", "SiglipVisionConfig", config, state, path, device, dtype, scales)
         processor = _default_processor(model.config.image_size)
     return ImageEncoder(model, processor, f"{file_identity(path)}|{dtype}|{device}")
 

@@ -34,9 +34,18 @@ from typing import Any
 import torch
 
 from ..errors import DreamActorError, MissingModelFile
-from ..models import checkpoints, memory
+from ..models import memory
+from ..models.precision import encoder_dtype
 from .embedding_cache import SHARED_CACHE, EmbeddingCache
-from .encoder_files import build, config_for, file_identity, from_pretrained, must_exist, submodel, transformers_class
+from .encoder_files import (
+    build,
+    config_for,
+    file_identity,
+    file_submodel,
+    from_pretrained,
+    must_exist,
+    transformers_class,
+)
 from .types import Conditioning
 
 BACKBONE = "hunyuan_video_15"
@@ -141,15 +150,19 @@ class HunyuanVideo15TextEncoder:
 FOLDER = "text_encoders"
 _MLLM_ANCHOR = "layers.0.self_attn.q_proj.weight"
 _GLYPH_ANCHOR = "encoder.block.0.layer.0.SelfAttention.q.weight"
-# fp8 "scaled" checkpoints (ComfyUI): a per-tensor scale beside each weight, plus marker keys.
-_SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
-_DROPPED_SUFFIXES = (".scale_input", ".input_scale", ".comfy_quant")
 
 
 def load_text_encoder(path: str | Path, glyph_path: str | Path | None = None, *,
                       tokenizer_dir: str | Path | None = None, glyph_tokenizer_dir: str | Path | None = None,
-                      dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> HunyuanVideo15TextEncoder:
+                      dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                      compute_device: str | torch.device | None = None) -> HunyuanVideo15TextEncoder:
     """HunyuanVideo 1.5's text encoders from local files.
+
+    ``device``: where the weights are put; ``compute_device`` (default ``device``): where they will
+    compute, which decides the dtype: ``dtype`` on an accelerator, fp32 on the CPU
+    (``models.precision.encoder_dtype``). A single file is read one tensor at a time; an fp8
+    "scaled" file (Comfy-Org's ``qwen_2.5_vl_7b_fp8_scaled``) stays fp8, each layer dequantised as it
+    runs, and its vision tower and LM head are never read.
 
     ``path``: a diffusers pipeline folder (its ``text_encoder_2`` is the glyph encoder unless
     ``glyph_path`` is given) or a Qwen2.5-VL ``.safetensors`` file. ``glyph_path``: a ByT5 folder or
@@ -159,6 +172,7 @@ def load_text_encoder(path: str | Path, glyph_path: str | Path | None = None, *,
     """
     path = Path(path)
     must_exist(path, FOLDER)
+    dtype = encoder_dtype(dtype, device if compute_device is None else compute_device)
     pipeline_root = path.is_dir() and (path / "text_encoder").is_dir()
     if pipeline_root:
         mllm = from_pretrained("Qwen2_5_VLTextModel", path / "text_encoder", dtype, device, FOLDER)
@@ -202,35 +216,19 @@ def _glyph_tokenizer(folder: Path | str | None, glyph_path: Path) -> Any:
     return byt5()
 
 
-def _dequantized(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Floating tensors in ``dtype``; fp8 weights multiplied by their scales; marker keys dropped."""
-    scales = {key[: -len(suffix)] + ".weight": value for key, value in state_dict.items()
-              for suffix in _SCALE_SUFFIXES if key.endswith(suffix)}
-    out = {}
-    for key, value in state_dict.items():
-        if key == "scaled_fp8" or key.endswith(_SCALE_SUFFIXES + _DROPPED_SUFFIXES):
-            continue
-        if value.is_floating_point():
-            value = value.float() * scales[key].float() if key in scales else value
-            value = value.to(dtype)
-        out[key] = value
-    return out
-
-
 def _mllm_from_file(path: Path, dtype: torch.dtype, device: str | torch.device) -> torch.nn.Module:
-    state_dict = submodel(_dequantized(checkpoints.load_state_dict(path), dtype), _MLLM_ANCHOR, path,
-                           "a Qwen2.5-VL text encoder")
-    state_dict = {key: value for key, value in state_dict.items() if not key.startswith(("visual.", "lm_head."))}
-    return build("Qwen2_5_VLTextModel", "Qwen2_5_VLTextConfig", config_for(path, "qwen2_5_vl_7b_text.json"),
-                  state_dict, path, device)
+    with file_submodel(path, _MLLM_ANCHOR, "a Qwen2.5-VL text encoder") as (state, scales):
+        state = {key: value for key, value in state.items() if not key.startswith(("visual.", "lm_head."))}
+        return build("Qwen2_5_VLTextModel", "Qwen2_5_VLTextConfig", config_for(path, "qwen2_5_vl_7b_text.json"),
+                     state, path, device, dtype, scales)
 
 
 def _glyph_from_file(path: Path, dtype: torch.dtype, device: str | torch.device) -> torch.nn.Module:
-    state_dict = submodel(_dequantized(checkpoints.load_state_dict(path), dtype), _GLYPH_ANCHOR, path,
-                           "a ByT5 glyph encoder")
-    state_dict = {key: value for key, value in state_dict.items() if not key.startswith("decoder.")}
-    shared = state_dict.get("shared.weight", state_dict.get("encoder.embed_tokens.weight"))
-    if shared is not None:  # T5 ties the two; files keep either
-        state_dict.setdefault("shared.weight", shared)
-        state_dict.setdefault("encoder.embed_tokens.weight", shared)
-    return build("T5EncoderModel", "T5Config", config_for(path, "byt5_small_glyph.json"), state_dict, path, device)
+    with file_submodel(path, _GLYPH_ANCHOR, "a ByT5 glyph encoder") as (state, scales):
+        state = {key: value for key, value in state.items() if not key.startswith("decoder.")}
+        shared = state.get("shared.weight", state.get("encoder.embed_tokens.weight"))
+        if shared is not None:  # T5 ties the two; files keep either
+            state.setdefault("shared.weight", shared)
+            state.setdefault("encoder.embed_tokens.weight", shared)
+        return build("T5EncoderModel", "T5Config", config_for(path, "byt5_small_glyph.json"), state, path, device,
+                     dtype, scales)

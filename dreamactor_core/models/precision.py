@@ -38,8 +38,10 @@ def choose_dtype(precision: str, device: str | torch.device, *, bf16_supported: 
 
 
 def encoder_dtype(dtype: torch.dtype, device: str | torch.device) -> torch.dtype:
-    """``dtype`` on an accelerator, fp32 on the CPU (an encoder placed on the CPU computes in fp32)."""
-    return torch.float32 if torch.device(device).type == "cpu" else dtype
+    """``dtype`` on an accelerator; on the CPU a half precision (bf16/fp16) becomes fp32, an encoder
+    placed on the CPU never computes in the slow half-precision kernels."""
+    half = dtype in (torch.bfloat16, torch.float16)
+    return torch.float32 if half and torch.device(device).type == "cpu" else dtype
 
 
 def guard_fp16(model: torch.nn.Module) -> None:
