@@ -3,11 +3,11 @@
 once here. Each stage module exports NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS.
 """
 
-from . import canvas, comfy_bridge, conditioning, models, native, pose, sampling
+from . import canvas, captioning, comfy_bridge, conditioning, models, native, pose, sampling
 
 comfy_bridge.register()
 
-_MODULES = (conditioning, pose, canvas, models, sampling, native)
+_MODULES = (conditioning, pose, canvas, models, sampling, native, captioning)
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

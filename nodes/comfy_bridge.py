@@ -21,6 +21,7 @@ DIFFUSION_MODELS = "diffusion_models"
 VAE = "vae"
 TEXT_ENCODERS = "text_encoders"
 LORAS = "loras"
+LLM = "LLM"
 
 
 def register() -> None:
@@ -29,6 +30,9 @@ def register() -> None:
     folder_paths.add_model_folder_path(POSE_FOLDER, default)
     extensions = folder_paths.folder_names_and_paths[POSE_FOLDER][1]
     extensions.update({".onnx", ".pth", ".safetensors"})
+    # models/LLM: the folder ComfyUI captioning packs keep multimodal LLMs in (the captioner's model).
+    folder_paths.add_model_folder_path(LLM, os.path.join(folder_paths.models_dir, LLM))
+    folder_paths.folder_names_and_paths[LLM][1].update({".safetensors"})
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")

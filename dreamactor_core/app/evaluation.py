@@ -137,23 +137,23 @@ def _pose_agreement(extract: Callable[[torch.Tensor], PoseSequence], reference: 
     return pose_agreement(ScoringInputs(result[:frames], driving[:frames], reference, driving_poses, extract, fps))
 
 
-def measure(triple: Triple, evaluators: Evaluators, max_frames: int | None = None) -> tuple[dict, tuple]:
-    """One triple's report entry, and what its contact-sheet row needs (reference, driving, result)."""
-    result_clip = read_clip(triple.result, max_frames=max_frames)
-    result = to_unit_frames(result_clip.frames)
-    driving = to_unit_frames(read_clip(triple.driving, max_frames=max_frames).frames)
-    reference = to_unit_frames(read_image(triple.reference))
-    entry: dict = {"name": triple.name, "result": str(triple.result), "reference": str(triple.reference),
-                   "driving": str(triple.driving), "frames": len(result), "fps": result_clip.fps,
-                   "measures": {}, "skipped": dict(evaluators.skipped)}
+def measure_frames(reference: torch.Tensor, driving: torch.Tensor | None, result: torch.Tensor, fps: float,
+                   evaluators: Evaluators) -> dict:
+    """``{"measures": {...}, "skipped": {measure: why}}`` (and ``judge`` with its answers) for one
+    result ``[T, H, W, C]``, its reference ``[H, W, C]`` and driving clip (None: no pose agreement)."""
+    if not isinstance(result, torch.Tensor) or result.ndim != 4 or len(result) == 0:
+        raise DreamActorError("result video: it has no frames")
+    entry: dict = {"measures": {}, "skipped": dict(evaluators.skipped)}
     measures = entry["measures"]
     for name, value in (("temporal_flicker", temporal_flicker(result)), ("motion_smoothness", motion_smoothness(result))):
         if value is None:
             entry["skipped"][name] = f"the result has {len(result)} frame(s)"
         else:
             measures[name] = value
-    if evaluators.extract_poses is not None:
-        agreement = _pose_agreement(evaluators.extract_poses, reference, result, driving, result_clip.fps)
+    if evaluators.extract_poses is not None and driving is None:
+        entry["skipped"]["pose_agreement"] = "no driving clip"
+    elif evaluators.extract_poses is not None:
+        agreement = _pose_agreement(evaluators.extract_poses, reference, result, driving, fps)
         if isinstance(agreement, str):
             entry["skipped"]["pose_agreement"] = agreement
         else:
@@ -162,14 +162,26 @@ def measure(triple: Triple, evaluators: Evaluators, max_frames: int | None = Non
         similarity = siglip_similarity(evaluators.image_encoder, reference, result)
         measures["siglip_similarity"], measures["siglip_similarity_min"] = similarity["mean"], similarity["min"]
     if evaluators.judge is not None:
-        verdict = judge_video(evaluators.judge, reference, result, fps=result_clip.fps, frames=evaluators.judge_frames)
+        verdict = judge_video(evaluators.judge, reference, result, fps=fps, frames=evaluators.judge_frames)
         entry["judge"] = {"scores": verdict.scores, "answers": verdict.answers, "unreadable": verdict.failed}
         measures.update({f"judge_{aspect}": score for aspect, score in verdict.scores.items() if score is not None})
         if verdict.mean is not None:
             measures["judge_mean"] = verdict.mean
         for aspect in verdict.failed:
             entry["skipped"][f"judge_{aspect}"] = f"unreadable answers {verdict.answers[aspect]}"
-    return entry, (reference[0], driving, result)
+    return entry
+
+
+def measure(triple: Triple, evaluators: Evaluators, max_frames: int | None = None) -> tuple[dict, tuple]:
+    """One triple's report entry, and what its contact-sheet row needs (reference, driving, result)."""
+    result_clip = read_clip(triple.result, max_frames=max_frames)
+    result = to_unit_frames(result_clip.frames)
+    driving = to_unit_frames(read_clip(triple.driving, max_frames=max_frames).frames)
+    reference = to_unit_frames(read_image(triple.reference))
+    entry = {"name": triple.name, "result": str(triple.result), "reference": str(triple.reference),
+             "driving": str(triple.driving), "frames": len(result), "fps": result_clip.fps,
+             **measure_frames(reference, driving, result, result_clip.fps, evaluators)}
+    return entry, (reference, driving, result)
 
 
 def averages(entries: list[dict]) -> dict[str, dict[str, float]]:

@@ -146,8 +146,9 @@ class Captioner:
             text=[prompt], return_tensors="pt",
             images=[to_uint8_frames(image[..., :3]) for image in images] or None,
             videos=[to_uint8_frames(video[..., :3])] if video is not None else None,
-            images_kwargs={"max_pixels": settings.image_pixels},
-            videos_kwargs={"max_pixels": settings.frame_pixels, "fps": fps, "do_sample_frames": False},
+            images_kwargs={"size": self._size(self.processor.image_processor, settings.image_pixels)},
+            videos_kwargs={"size": self._size(self.processor.video_processor, settings.frame_pixels), "fps": fps,
+                           "do_sample_frames": False},
         ).to(self.device)
         sampling = settings.temperature > 0
         tokenizer = self.processor.tokenizer
@@ -159,6 +160,12 @@ class Captioner:
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
         answer = tokenizer.decode(tokens[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         return Reply(answer.strip(), prompt)
+
+    @staticmethod
+    def _size(processor: Any, pixels: int) -> dict[str, int]:
+        """Qwen2-VL's pixel budget as its processors take it (``longest_edge`` is the pixel cap)."""
+        shortest = processor.size["shortest_edge"]
+        return {"shortest_edge": min(shortest, pixels), "longest_edge": pixels}
 
     def describe_motion(self, frames: torch.Tensor, *, fps: float = 24.0, count: int = 8, skeleton: bool = False,
                         instruction: str | None = None) -> Reply:

@@ -13,8 +13,9 @@ Two sources:
   the vision tower the file cannot caption, and the error says which file serves instead. The
   header decides, before any weight is read.
 
-Single files load one tensor at a time into a meta-device model (fp8 weights dequantised per tensor
-as they are read), so a load holds the model plus one tensor, never a second copy. The config is
+Single files load one tensor at a time into a meta-device model (the pack's ``models.streaming``;
+fp8 linear weights stay fp8 with their scales, ``models.fp8``), so a load holds the model plus one
+tensor, never a second copy. The config is
 ``<stem>.json`` beside the file or the shipped 7B-Instruct one; the tokenizer is a ``tokenizer``
 folder beside the file or ``tokenizer_dir`` (ComfyUI's ``qwen25_tokenizer`` carries the vision
 tokens); the image/video preprocessing is that folder's ``preprocessor_config.json`` or the
@@ -31,9 +32,8 @@ from typing import Any
 import torch
 
 from ..errors import DreamActorError, MissingModelFile
-from ..models import checkpoints
+from ..models import checkpoints, fp8, streaming
 from .encoder_files import CONFIG_DIR, config_for, file_identity, must_exist, transformers_class
-from .text_encoder import _DROPPED_SUFFIXES, _SCALE_SUFFIXES
 
 FOLDER = "LLM"
 SHIPPED_CONFIG = "qwen2_5_vl_7b_instruct.json"
@@ -63,7 +63,7 @@ def inspect_file(path: Path) -> FileContents:
         language_model=any(key in shapes for key in _LM_ANCHORS),
         vision_tower=any(key.startswith(("visual.", "model.visual.")) for key in keys),
         lm_head="lm_head.weight" in shapes,
-        fp8_scaled="scaled_fp8" in shapes or any(key.endswith(_SCALE_SUFFIXES) for key in keys))
+        fp8_scaled=fp8.MARKER in shapes or any(key.endswith(fp8.SCALE_SUFFIXES) for key in keys))
 
 
 def check_complete(path: Path, contents: FileContents, tied_head: bool) -> None:
@@ -92,35 +92,17 @@ def _model_name(key: str) -> str:
 
 
 def _stream_into(model: torch.nn.Module, path: Path, dtype: torch.dtype, device: str | torch.device) -> None:
-    """Fill a meta-device model from ``path`` tensor by tensor; fp8 weights times their scale."""
-    from accelerate.utils import set_module_tensor_to_device
-    from safetensors import SafetensorError, safe_open
-
-    expected = set(model.state_dict())
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            keys = list(handle.keys())
-            scales = {key[: -len(suffix)] + ".weight": key for key in keys for suffix in _SCALE_SUFFIXES
-                      if key.endswith(suffix)}
-            weights = [key for key in keys if key != "scaled_fp8" and not key.endswith(_SCALE_SUFFIXES + _DROPPED_SUFFIXES)]
-            unknown = [key for key in weights if _model_name(key) not in expected]
-            if unknown:
-                raise DreamActorError(f"'{path.name}' has weights the configured Qwen2.5-VL lacks ({unknown[:3]}): put "
-                                      f"a '{path.stem}.json' config beside it for other sizes")
-            for key in weights:
-                tensor = handle.get_tensor(key)
-                if key in scales:
-                    tensor = tensor.float() * handle.get_tensor(scales[key]).float()
-                if tensor.is_floating_point():
-                    tensor = tensor.to(dtype)
-                set_module_tensor_to_device(model, _model_name(key), device, value=tensor)
-    except SafetensorError as error:
-        raise DreamActorError(f"'{path.name}' could not be read as safetensors: {error}") from None
-    except ValueError as error:
-        if isinstance(error, DreamActorError):
-            raise
-        raise DreamActorError(f"'{path.name}' does not fit the configured Qwen2.5-VL (put a '{path.stem}.json' "
-                              f"config beside it for other sizes): {str(error)[:300]}") from None
+    """Fill a meta-device model from ``path`` one tensor at a time with the pack's shared loader
+    (``models.streaming``); fp8 linear weights stay fp8 with their scales (``models.fp8``)."""
+    _, metadata = checkpoints.read_header(path)
+    with streaming.deferred_file(path) as file_state:
+        scales = {_model_name(key): scale for key, scale in fp8.take_scales(file_state, metadata, path.name).items()}
+        state = {_model_name(key): tensor for key, tensor in file_state.items()}
+        if model.config.tie_word_embeddings and "lm_head.weight" not in state:  # 3B: the head is the embedding
+            state["lm_head.weight"] = state["model.language_model.embed_tokens.weight"]
+        keep = fp8.plan_storage(model, state, scales, "keep")
+        streaming.fill(model, state, dtype=dtype, device=device, keep=keep, source=path.name,
+                       what=f"the configured Qwen2.5-VL (put a '{path.stem}.json' config beside it for other sizes)")
 
 
 def _model_from_file(path: Path, dtype: torch.dtype, device: str | torch.device) -> torch.nn.Module:
@@ -131,11 +113,6 @@ def _model_from_file(path: Path, dtype: torch.dtype, device: str | torch.device)
     with init_empty_weights():
         model = transformers_class("Qwen2_5_VLForConditionalGeneration")(config)
     _stream_into(model, path, dtype, device)
-    if config.tie_word_embeddings:
-        model.tie_weights()
-    missing = [name for name, parameter in model.named_parameters() if parameter.device.type == "meta"]
-    if missing:
-        raise DreamActorError(f"'{path.name}' lacks Qwen2.5-VL weights: {missing[:5]}")
     return model.eval().requires_grad_(False)
 
 
