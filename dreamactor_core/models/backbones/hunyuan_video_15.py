@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import torch
 
 from ...errors import DreamActorError
+from ..attention import install as install_attention
 from .base import BackboneAdapter, KeyShapes
 from .keymap import KeyMap, ModuleName, Rename, SubstringRenames, count_indexed, strip_common_prefix, unprefixed
 
@@ -254,10 +255,36 @@ class HunyuanVideo15(BackboneAdapter):
     # ----- model input and call -----
     def prepare_conditioning(self, transformer: torch.nn.Module, conditioning: Mapping[str, torch.Tensor], batch: int,
                              device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The forward's kwargs with every padded token the batch does not need cut away.
+
+        diffusers' forward hides padded text, glyph and all-zero image tokens from the video
+        tokens (its token refiner pools and attends over the valid text tokens only), and text
+        tokens carry no position, so cutting padding to the longest real prompt in the batch
+        changes no output; a batch of one then needs no attention mask at all. Also installs the
+        pack's key-mask attention (``models/attention.py``) on the transformer.
+        """
         kwargs = self.conditioning_on_device(conditioning, batch, device, dtype)
         config = transformer.config
-        # No ByT5 glyph text and no image embedding: empty and masked (the canvas carries the image).
-        kwargs.setdefault("encoder_hidden_states_2", torch.zeros(batch, 1, config.text_embed_2_dim, device=device, dtype=dtype))
-        kwargs.setdefault("encoder_attention_mask_2", torch.zeros(batch, 1, device=device))
-        kwargs.setdefault("image_embeds", torch.zeros(batch, 1, config.image_embed_dim, device=device, dtype=dtype))
+        # No ByT5 glyph text and no image embedding: no tokens (the canvas carries the image).
+        kwargs.setdefault("encoder_hidden_states_2", torch.zeros(batch, 0, config.text_embed_2_dim, device=device, dtype=dtype))
+        kwargs.setdefault("encoder_attention_mask_2", torch.zeros(batch, 0, device=device))
+        image = kwargs.get("image_embeds")
+        if image is None or not image.any():  # diffusers masks an all-zero image embedding whole
+            kwargs["image_embeds"] = torch.zeros(batch, 0, config.image_embed_dim, device=device, dtype=dtype)
+        for states, mask, least in (("encoder_hidden_states", "encoder_attention_mask", 1),
+                                    ("encoder_hidden_states_2", "encoder_attention_mask_2", 0)):
+            if states in kwargs and mask in kwargs:
+                kwargs[states], kwargs[mask] = trim_padding(kwargs[states], kwargs[mask], least)
+        install_attention(transformer)
         return kwargs
+
+
+def trim_padding(states: torch.Tensor, mask: torch.Tensor, least: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens [B, N, D] and their mask [B, N] with the valid tokens first (in order) and the
+    sequence cut to the most valid tokens of any batch row (at least ``least``)."""
+    valid = mask.bool()
+    keep = max(int(valid.sum(dim=1).max()) if valid.numel() else 0, least)
+    if keep == mask.shape[1]:
+        return states, mask
+    order = torch.argsort(valid.to(torch.uint8), dim=1, descending=True, stable=True)[:, :keep]
+    return states.gather(1, order.unsqueeze(-1).expand(-1, -1, states.shape[-1])), mask.gather(1, order)
