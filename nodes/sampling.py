@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ..dreamactor_core.models.attention import ATTENTION_CHOICES, configured
 from ..dreamactor_core.sampling import EMPTY_REGIONS, SOLVERS, sample
 from .comfy_bridge import CATEGORY_ROOT
 from .conditioning import CONDITIONING_TYPE
@@ -67,23 +68,30 @@ class Sampler:
                 "empty_regions": (list(EMPTY_REGIONS), {"default": "encoded_black", "tooltip": "The canvas's empty "
                                   "reference half after frame 0: encoded_black keeps the VAE's encoding of black "
                                   "(the paper); zero_latent zeroes it in latent space (diffusers' I2V pipelines)."}),
+                "attention": (list(ATTENTION_CHOICES), {"default": "auto", "tooltip": "Attention kernel: auto "
+                              "picks FlashAttention when installed on a GPU, else PyTorch SDPA; sage (SageAttention) "
+                              "is faster but approximate."}),
+                "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile each transformer block: "
+                            "minutes on the first run, faster steps after (kept while the model stays loaded)."}),
             },
         }
 
     def run(self, model, positive, canvas_latent, mask, seed, steps, cfg, shift, solver, denoise,
-            negative=None, latent=None, window_frames=0, window_overlap=2, empty_regions="encoded_black") -> tuple:
+            negative=None, latent=None, window_frames=0, window_overlap=2, empty_regions="encoded_black",
+            attention="auto", compile=False) -> tuple:
         # LATENTs in and out are raw VAE latents (ComfyUI's convention); the core samples in the model's
         # normalised space, so the model's latent format converts at this boundary, as ComfyUI's models do.
         latent_format = comfy_latent_format(model.adapter.name)
         condition = latent_format.process_in(canvas_latent["samples"].float())
         progress = SamplerProgress(latent_format, steps)
-        result = sample(
-            model, positive, condition, packed_mask(model, mask, condition), negative=negative, seed=seed,
-            steps=steps, cfg=cfg, shift=shift, solver=solver, denoise=denoise,
-            init_latent=None if latent is None else latent_format.process_in(latent["samples"].float()),
-            window_frames=window_frames, window_overlap=window_overlap, empty_regions=empty_regions,
-            progress=progress, on_step=progress.on_step,
-        )
+        with configured(model.transformer, attention, compile):
+            result = sample(
+                model, positive, condition, packed_mask(model, mask, condition), negative=negative, seed=seed,
+                steps=steps, cfg=cfg, shift=shift, solver=solver, denoise=denoise,
+                init_latent=None if latent is None else latent_format.process_in(latent["samples"].float()),
+                window_frames=window_frames, window_overlap=window_overlap, empty_regions=empty_regions,
+                progress=progress, on_step=progress.on_step,
+            )
         return ({"samples": latent_format.process_out(result.cpu())},)
 
 

@@ -22,6 +22,7 @@ from .caption_cli import add_command as add_caption_command
 from .cli_options import (
     PRECISIONS,
     TINY_BANNER,
+    add_attention_arguments,
     add_model_arguments,
     add_panel_arguments,
     add_sampling_arguments,
@@ -48,6 +49,7 @@ def _add_animate(commands: argparse._SubParsersAction) -> None:
     video.add_argument("--save-driving", type=Path, help="also write the driving signal (skeletons) video")
     video.add_argument("--save-canvas", type=Path, help="also write the canvas video")
     add_sampling_arguments(parser)
+    add_attention_arguments(parser.add_argument_group("speed"))
     parser.add_argument("--bone-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
                         help="scale bones by factors drawn from U(LOW, HIGH)")
     parser.set_defaults(run=run_animate)
@@ -56,6 +58,7 @@ def _add_animate(commands: argparse._SubParsersAction) -> None:
 def run_animate(args: argparse.Namespace) -> int:
     import torch
 
+    from ..models.attention import configured
     from ..pipeline import animate, load_models
     from ..video_io import read_clip, read_image, to_unit_frames, write_video
 
@@ -66,9 +69,10 @@ def run_animate(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="dreamactor-tiny-") as scratch:
         files = model_files(args, Path(scratch))
         models = load_models(files, dtype=getattr(torch, PRECISIONS[args.precision]), device=args.device)
-        result = animate(models, reference, to_unit_frames(clip.frames), clip.fps, mode=args.mode,
-                         prompt=args.prompt, settings=settings,
-                         progress=lambda done, total: print(f"\rsampling {done}/{total}", end="", file=sys.stderr))
+        with configured(models.model.transformer, args.attention, args.compile):
+            result = animate(models, reference, to_unit_frames(clip.frames), clip.fps, mode=args.mode,
+                             prompt=args.prompt, settings=settings,
+                             progress=lambda done, total: print(f"\rsampling {done}/{total}", end="", file=sys.stderr))
     print(file=sys.stderr)
     written = [write_video(args.out, result.frames, result.fps)]
     if args.save_driving:

@@ -106,6 +106,16 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--pose-models-dir", action="append", default=[], help="where DWPose/OpenPose weights are")
 
 
+def add_attention_arguments(group: argparse._ArgumentGroup) -> None:
+    """--attention (the kernel, ``auto`` per device) and --compile (regional torch.compile)."""
+    from ..models.attention import ATTENTION_CHOICES
+
+    group.add_argument("--attention", choices=ATTENTION_CHOICES, default="auto",
+                       help="attention kernel: auto picks FlashAttention when installed on a GPU, else torch SDPA")
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile each transformer block (minutes once, then faster steps)")
+
+
 def animation_settings(args: argparse.Namespace, **extra):
     """The ``pipeline.AnimationSettings`` of the panel and sampling options."""
     from ..pipeline import AnimationSettings
