@@ -97,9 +97,14 @@ def test_dtype_and_device_follow_the_mask():
     assert packed.dtype == torch.float16
 
 
-def test_layout_names_are_exported():
-    assert MASK_LAYOUTS == ("per_latent_frame", "folded_temporal")
-    assert {adapter.mask_layout for adapter in ADAPTERS.values()} <= set(MASK_LAYOUTS)
+def test_every_exported_layout_packs_and_every_adapter_uses_one_with_its_channel_count():
+    """A layout exported but not packed, or an adapter whose layout gives other channels than it
+    declares, fails here (the sampler would then feed the transformer a wrong channel count)."""
+    mask = canvas_mask(_layout(5))
+    channels = {layout: pack_latent_mask(mask, 8, 4, layout).shape[0] for layout in MASK_LAYOUTS}
+    assert channels == {PER_LATENT_FRAME: 1, FOLDED_TEMPORAL: 4}
+    for adapter in ADAPTERS.values():
+        assert channels[adapter.mask_layout] == adapter.mask_channels()
 
 
 @pytest.mark.parametrize("mask, layout, message", [
