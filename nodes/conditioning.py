@@ -125,7 +125,8 @@ class LoadTextEncoder:
         encoder = load_text_encoder(comfy_bridge.resolve(TEXT_ENCODERS, text_encoder_name), glyph,
                                     tokenizer_dir=_comfy_tokenizer("qwen25_tokenizer"),
                                     glyph_tokenizer_dir=_comfy_tokenizer("byt5_tokenizer"),
-                                    dtype=dtype, device=memory.offload_device("text_encoder"))
+                                    dtype=dtype, device=memory.offload_device("text_encoder"),
+                                    compute_device=memory.load_device("text_encoder"))
         memory.manage(encoder.mllm, "text_encoder", text_encoder_name)
         if encoder.glyph is not None:
             memory.manage(encoder.glyph, "text_encoder", glyph_encoder_name if glyph else f"{text_encoder_name} (glyph)")
@@ -192,7 +193,8 @@ class LoadImageEncoder:
     def load(self, image_encoder_name: str, precision: str = "auto") -> tuple:
         _, dtype = comfy_bridge.device_and_dtype(precision)
         encoder = load_image_encoder(comfy_bridge.resolve(CLIP_VISION, image_encoder_name), dtype=dtype,
-                                     device=memory.offload_device("image_encoder"))
+                                     device=memory.offload_device("image_encoder"),
+                                     compute_device=memory.load_device("image_encoder"))
         memory.manage(encoder.model, "image_encoder", image_encoder_name)
         return (encoder,)
 

@@ -25,14 +25,12 @@ offload device, streaming removed) and empties the cache, so the next run starts
 
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import comfy.model_management as mm
 import comfy.model_patcher
 import torch
-from comfy.cli_args import args
 
 from ..dreamactor_core.models import memory
 from ..dreamactor_core.models.memory import FULL, STREAMED
@@ -105,10 +103,11 @@ def _unload(patcher: PackModelPatcher) -> None:
 
 
 def _stream_mode() -> str:
-    """always / never / auto from ComfyUI's VRAM state and flags (--lowvram and --novram ask for
-    streaming even on --cpu, where ComfyUI's state is DISABLED: there it moves nothing)."""
+    """always / never / auto from ComfyUI's VRAM state: --lowvram and --novram (LOW_VRAM, NO_VRAM)
+    stream, --highvram and --gpu-only (HIGH_VRAM) and --cpu (DISABLED) load whole without a budget
+    check, as ComfyUI does for its own models; otherwise whole when it fits, else streamed."""
     state = mm.vram_state
-    if args.lowvram or args.novram or state in (mm.VRAMState.LOW_VRAM, mm.VRAMState.NO_VRAM):
+    if state in (mm.VRAMState.LOW_VRAM, mm.VRAMState.NO_VRAM):
         return "always"
     return "never" if state in (mm.VRAMState.HIGH_VRAM, mm.VRAMState.DISABLED) else "auto"
 
@@ -122,11 +121,8 @@ def _place(patcher: PackModelPatcher, name: str) -> str:
     own_loaded = own.model_loaded_memory() if own is not None else 0
     reserve = mm.minimum_inference_memory()
     streamed = memory.streamed_bytes(module)
-    if mm.vram_state == mm.VRAMState.DISABLED:  # CPU compute: no device budget to respect, as in ComfyUI
-        available = sys.maxsize
-    else:
-        available = mm.get_free_memory(device) + own_loaded + sum(
-            entry.model_loaded_memory() for entry in mm.current_loaded_models if entry.device == device and entry is not own)
+    available = mm.get_free_memory(device) + own_loaded + sum(
+        entry.model_loaded_memory() for entry in mm.current_loaded_models if entry.device == device and entry is not own)
     placement = memory.choose_placement(f"{name} '{patcher.dreamactor_name}'", size=patcher.model_size(),
                                         streamed=streamed, available=available, reserve=reserve, stream=stream,
                                         device=device)

@@ -25,6 +25,21 @@ def comfy(tmp_path_factory: pytest.TempPathFactory):
         yield server
 
 
+@pytest.fixture(scope="module")
+def comfy_fresh(tmp_path_factory: pytest.TempPathFactory):
+    """A ComfyUI (CPU) of the test module's own, for tests that change model-management state
+    (loaded models, simulated memory states) or need caches no other test filled, without touching
+    or slowing the session's ``comfy``. ComfyUI refuses --lowvram/--novram/--highvram together with
+    --cpu, so memory states are simulated through the probe pack, not given as flags."""
+    server = ComfyServer(
+        ensure_comfyui(),
+        tmp_path_factory.mktemp("comfyui_fresh"),
+        packs={PACK_NAME: REPO, "dreamactor_test_probe": REPO / "tests" / "comfy_probe"},
+    )
+    with server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def train_cache(tmp_path_factory: pytest.TempPathFactory):
     """One pose and prompt cache for every training test: the dancer clip's poses are extracted once."""
