@@ -17,6 +17,7 @@ from dreamactor_core.models.loading import load_transformer
 from dreamactor_core.models.lora import load_lora
 from dreamactor_core.sampling import sample
 from dreamactor_core.testing.tiny_models import tiny_text_conditioning
+from dreamactor_core.train.bootstrap.report import read_report
 from dreamactor_core.train.loop import train
 from dreamactor_core.train.stages import pose_stage
 
@@ -105,7 +106,7 @@ def test_bad_video_folders_are_clear_errors(root, train_cache):
     broken = root / "broken"
     broken.mkdir()
     (broken / "clip.mp4").write_bytes(b"not a video at all")
-    with pytest.raises(DreamActorError, match="clip.mp4' could not be read"):
+    with pytest.raises(DreamActorError, match="broken': no video could be decoded"):
         pose_stage(broken, config, train_cache, QUIET)
     with pytest.raises(DreamActorError, match="every clip is shorter than min_frames 49"):
         pose_stage(video_folder(root / "short"), tiny_config(min_frames=49, max_frames=121), train_cache, QUIET)
@@ -120,3 +121,15 @@ def test_command_line_trains_on_tiny_models(root, train_cache):
     _, metadata = checkpoints.read_header(out)
     assert (metadata["rank"], metadata["alpha"], metadata["step"]) == ("4", "2.0", "1")
     assert metadata["image_embeds"] == "siglip"  # --tiny brings the tiny SigLIP
+
+
+def test_a_corrupt_clip_is_skipped_with_a_report_line(root, train_cache):
+    folder = video_folder(root / "one_corrupt", frames=9)
+    (folder / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+    messages: list[str] = []
+    report = root / "corrupt_report.jsonl"
+    stage = pose_stage(folder, tiny_config(), train_cache, messages.append, report=report)
+    assert [item.path.name for item in stage.items] == ["dancer.webp"]
+    assert any(m.startswith("skipping corrupt.mp4: ") for m in messages)
+    (line,) = read_report(report)
+    assert (line.source, line.status) == ("corrupt.mp4", "skipped") and "could not be read" in line.reason

@@ -91,9 +91,10 @@ def _run(args: argparse.Namespace, make_stage: Callable[[TrainConfig, Path], Any
 
 
 def run_pose(args: argparse.Namespace) -> int:
+    from ..train.loop import run_report
     from ..train.stages import pose_stage
 
-    return _run(args, lambda config, cache_dir: pose_stage(args.videos, config, cache_dir))
+    return _run(args, lambda config, cache_dir: pose_stage(args.videos, config, cache_dir, report=run_report(args.out)))
 
 
 def run_rgb(args: argparse.Namespace) -> int:

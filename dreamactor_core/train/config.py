@@ -58,6 +58,9 @@ class TrainConfig:
     mixed_precision: str = _setting("bf16", "bf16, fp16 or no; applies on GPU only (CPU trains in fp32)")
     gradient_checkpointing: bool = _setting(True, "recompute transformer blocks in the backward pass")
     fsdp: bool = _setting(False, "shard the frozen backbone with FSDP instead of replicating it (DDP)")
+    cache_latents: int = _setting(0, "encode N sample variants per clip once (latents, reference embedding) "
+                                     "and train on them; freezes each clip's windows and bone scaling to N draws "
+                                     "(0: draw and encode every step)")
     seed: int = _setting(0, "seed of the clip, augmentation, noise and timestep draws")
     checkpoint_every: int = _setting(1000, "save a resumable checkpoint and a LoRA every N steps (0: off)")
     keep_checkpoints: int = _setting(3, "resumable checkpoints kept (oldest removed)")
@@ -84,6 +87,8 @@ class TrainConfig:
             problems.append(f"rank must be positive, got {self.rank}")
         if self.batch_size < 1 or self.max_steps < 1:
             problems.append(f"batch_size and max_steps must be positive, got {self.batch_size}, {self.max_steps}")
+        if self.cache_latents < 0:
+            problems.append(f"cache_latents must be 0 (off) or a number of variants per clip, got {self.cache_latents}")
         if self.frame_stride < 1:
             problems.append(f"frame_stride must be at least 1, got {self.frame_stride}")
         if self.width < 1 or self.height < 1:

@@ -28,6 +28,7 @@ from ..errors import DreamActorError
 from ..pose import augment, render
 from ..pose.types import PoseSequence
 from ..video_io import read_clip, to_unit_frames
+from .bootstrap.report import Outcome, append_outcome
 from .config import TrainConfig
 from .manifest import Triplet, read_manifest
 from .pose_cache import cached_poses
@@ -107,26 +108,37 @@ def _keep_long_enough(lengths: dict[str, int], config: TrainConfig, what: str, l
     return kept
 
 
-def prepare_pose_videos(folder: str | Path, config: TrainConfig, cache_dir: Path, log: Log = print) -> list[PoseVideo]:
+def prepare_pose_videos(folder: str | Path, config: TrainConfig, cache_dir: Path, log: Log = print,
+                        report: Path | None = None) -> list[PoseVideo]:
     """Every usable video of the folder with its prompt and (cached) poses.
 
-    An unreadable video is an error naming it; videos shorter than ``min_frames`` or in which
-    nobody was detected are skipped with a message; none left is an error.
+    A video that cannot be decoded, is shorter than ``min_frames`` or shows nobody is skipped with
+    a message (an undecodable one also with a ``skipped`` line in ``report``, as ``train bootstrap``
+    writes, so one corrupt file among thousands does not stop a run); none left is an error.
     """
     folder = Path(folder)
     videos = list_videos(folder)
     prompts = read_captions(folder, videos, config.prompt)
     found: dict[str, PoseVideo] = {}
+    unreadable = []
     for video in videos:
-        poses, extracted = cached_poses(video, lambda: read_clip(video, stride=config.frame_stride).frames,  # noqa: B023 (called at once)
-                                        config, cache_dir)
+        try:
+            poses, extracted = cached_poses(video, lambda: read_clip(video, stride=config.frame_stride).frames,  # noqa: B023 (called at once)
+                                            config, cache_dir)
+        except DreamActorError as error:
+            log(f"skipping {video.name}: {error}")
+            unreadable.append(video.name)
+            if report is not None:
+                append_outcome(report, Outcome(video.name, "", "skipped", reason=str(error)))
+            continue
         log(f"{'extracted' if extracted else 'cached'} poses of {video.name}: {len(poses)} frames")
         if augment.clip_box(poses) is None:
             log(f"skipping {video.name}: nobody detected in any frame")
             continue
         found[video.name] = PoseVideo(video, prompts[video], poses)
     if not found:
-        raise DreamActorError(f"--videos '{folder}': no person was detected in any video")
+        problem = "no video could be decoded" if len(unreadable) == len(videos) else "no person was detected in any video"
+        raise DreamActorError(f"--videos '{folder}': {problem}")
     kept = _keep_long_enough({name: len(item.poses) for name, item in found.items()}, config, f"--videos '{folder}'", log)
     return [found[name] for name in sorted(kept)]
 

@@ -19,7 +19,9 @@ negligible next to a training step, while references are random frames of random
 drawn twice, so a disk cache of 729 x 1152 embeddings would grow by megabytes a step and rarely hit.
 
 Determinism: step ``n``'s clips, augmentations, noise and noise levels come from generators seeded
-with (seed, process index, n, clip index), so a resumed run draws exactly what an uninterrupted one
+with (seed, n, process index x batch size + clip index), so N processes of batch b draw exactly the
+clips one process of batch N x b draws (and reach the same weights: gradients are averaged either
+way), and a resumed run draws exactly what an uninterrupted one
 would have; the checkpoint restores the LoRA, the optimizer, the scheduler, the RNGs and the step.
 Clips of different lengths cannot share a tensor, so each process runs one clip at a time and
 accumulates gradients over ``batch_size`` clips (effective batch: batch_size x processes).
@@ -28,7 +30,7 @@ accumulates gradients over ``batch_size`` clips (effective batch: batch_size x p
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -45,8 +47,10 @@ from ..pipeline import ModelFiles
 from .checkpointing import Progress, register_lora_hooks, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .data import Sample
+from .latent_cache import LatentCache
 from .lora_peft import add_lora, apply_warm_start, lora_metadata, lora_tensors, read_warm_start, save_lora
 from .objective import Example, draw_noise_level, encode_example, flow_matching_loss
+from .sample_scores import default_scorers, pose_extractor, write_scores
 from .samples import render_sample
 from .text_cache import TextEmbeddings
 
@@ -76,6 +80,11 @@ def run_folders(out: Path) -> tuple[Path, Path]:
     return out.parent / f"{out.stem}_checkpoints", out.parent / f"{out.stem}_samples"
 
 
+def run_report(out: Path) -> Path:
+    """The report of the clips a run of ``out`` skipped (one JSON line each, as ``train bootstrap``'s)."""
+    return out.parent / f"{out.stem}_report.jsonl"
+
+
 def _accelerator(config: TrainConfig):
     from accelerate import Accelerator
 
@@ -95,8 +104,10 @@ def _weights_dtype(accelerator) -> torch.dtype:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
 
 
-def _generator(config: TrainConfig, process: int, step: int, clip: int) -> np.random.Generator:
-    return np.random.default_rng([config.seed, process, step, clip])
+def _generator(config: TrainConfig, step: int, index: int) -> np.random.Generator:
+    """The draws of step ``step``'s ``index``-th clip over all processes (process x batch_size + clip):
+    two processes of batch 1 draw exactly the clips one process of batch 2 draws."""
+    return np.random.default_rng([config.seed, step, index])
 
 
 def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | Path, *, cache_dir: Path,
@@ -175,18 +186,37 @@ def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | P
         positive, _ = conditioning(example)
         return adapter.prepare_conditioning(transformer, positive.tensors, 1, device, dtype)
 
-    held: tuple[Example, float] | None = None
+    def encoded(sample: Sample) -> Example:
+        """The sample in latent space with its reference's embedding (what the latent cache keeps)."""
+        example = encode_example(sample, vae, config)
+        if image_encoder is None:
+            return example
+        return replace(example, image_embeds=image_encoder.encode(example.reference))
+
+    latents, cached = None, []
+    if config.cache_latents > 0:
+        encoder_files = [paths.vae] + ([paths.image_encoder] if paths.image_encoder is not None else [])
+        latents = LatentCache(cache_dir, config, "|".join([*(file_identity(Path(f)) for f in encoder_files), str(dtype)]))
+        with accelerator.main_process_first():
+            cached = latents.fill(list(stage.items), config.cache_latents,
+                                  lambda item, rng: stage.make_sample(item, rng, config, temporal), encoded, say)
+
+    held: tuple[Example, Sample] | None = None
     if main and config.sample_every > 0 and not config.fsdp:
-        held_sample = stage.make_sample(stage.items[0], _generator(config, 0, HELD_CLIP, 0), config, temporal)
-        held = (encode_example(held_sample, vae, config), held_sample.fps)
+        held_sample = stage.make_sample(stage.items[0], _generator(config, HELD_CLIP, 0), config, temporal)
+        held = (encode_example(held_sample, vae, config), held_sample)
+        scorers = default_scorers(stage.name)
 
     losses: list[float] = []
     while progress.step < config.max_steps:
         step_loss = 0.0
         for clip in range(config.batch_size):
-            rng = _generator(config, accelerator.process_index, progress.step, clip)
-            item = stage.items[int(rng.integers(len(stage.items)))]
-            example = encode_example(stage.make_sample(item, rng, config, temporal), vae, config)
+            rng = _generator(config, progress.step, accelerator.process_index * config.batch_size + clip)
+            if latents is not None:
+                example = latents.read(cached[int(rng.integers(len(cached)))])
+            else:
+                item = stage.items[int(rng.integers(len(stage.items)))]
+                example = encode_example(stage.make_sample(item, rng, config, temporal), vae, config)
             noise_rng = torch.Generator().manual_seed(int(rng.integers(2**63)))
             level = draw_noise_level(noise_rng, config, adapter)
             noise = torch.randn(example.clean.shape, generator=noise_rng)
@@ -211,10 +241,12 @@ def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | P
                   config, stage.name, progress.step, targets, image_embeds)
             say(f"checkpoint {folder}")
         if held is not None and progress.step % config.sample_every == 0:
-            example, fps = held
+            example, held_sample = held
             positive, negative = conditioning(example, "")
-            path = render_sample(transformer, adapter, vae, example, positive, negative, fps,
-                                 config.sample_steps, config.sample_cfg, samples_dir / f"step_{progress.step:08d}.mp4")
+            path, frames = render_sample(transformer, adapter, vae, example, positive, negative, held_sample.fps,
+                                         config.sample_steps, config.sample_cfg,
+                                         samples_dir / f"step_{progress.step:08d}.mp4")
+            write_scores(path.with_suffix(".json"), frames, held_sample, progress.step, scorers, pose_extractor(config))
             say(f"sample {path}")
         accelerator.wait_for_everyone()
     _save(accelerator, ddp_model, out, config, stage.name, progress.step, targets, image_embeds)

@@ -18,10 +18,11 @@ from .objective import Example
 
 def render_sample(transformer: torch.nn.Module, adapter: BackboneAdapter, vae: DreamActorVAE, example: Example,
                   positive: Conditioning, negative: Conditioning | None, fps: float,
-                  steps: int, cfg: float, path: Path, seed: int = 0) -> Path:
+                  steps: int, cfg: float, path: Path, seed: int = 0) -> tuple[Path, torch.Tensor]:
     """Sample ``example``'s canvas with ``transformer`` (LoRA injected and active) and write it as mp4.
     ``positive``/``negative``: the training's own conditioning (prompt plus reference embedding), so
-    the render shows the LoRA under the conditioning it is trained with and used under."""
+    the render shows the LoRA under the conditioning it is trained with and used under. Returns the
+    file and the decoded canvas frames (for ``sample_scores``)."""
     was_training = transformer.training
     transformer.eval()
     try:
@@ -31,4 +32,4 @@ def render_sample(transformer: torch.nn.Module, adapter: BackboneAdapter, vae: D
         frames = decode_latent(vae, latent)
     finally:
         transformer.train(was_training)
-    return write_video(path, frames, fps)
+    return write_video(path, frames, fps), frames

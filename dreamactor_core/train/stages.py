@@ -17,9 +17,11 @@ from .data import Log, pose_sample, prepare_pose_videos, prepare_rgb_items, rgb_
 from .loop import StageData
 
 
-def pose_stage(videos: str | Path, config: TrainConfig, cache_dir: Path, log: Log = print) -> StageData:
-    """The folder's usable videos (poses extracted once, cached in ``cache_dir``) as stage data."""
-    items = prepare_pose_videos(videos, config, cache_dir, log)
+def pose_stage(videos: str | Path, config: TrainConfig, cache_dir: Path, log: Log = print,
+               report: Path | None = None) -> StageData:
+    """The folder's usable videos (poses extracted once, cached in ``cache_dir``) as stage data;
+    videos that cannot be decoded are skipped with a line in ``report``."""
+    items = prepare_pose_videos(videos, config, cache_dir, log, report)
     return StageData("pose", items, pose_sample, [item.prompt for item in items])
 
 
