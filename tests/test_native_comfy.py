@@ -131,12 +131,12 @@ def _graph(lora: str | None) -> dict:
         "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": "narrow_hv15.safetensors", "weight_dtype": "default"}},
         "pack_model": {"class_type": "DreamActorM2_LoadModel", "inputs": {"model_name": "narrow_hv15.safetensors",
                                                                           "precision": "fp32"}},
-        "positive": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "positive"}},
-        "negative": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "negative"}},
-        "empty": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "empty"}},
-        "canvas_latent": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "canvas_latent"}},
-        "mask": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "mask"}},
-        "sigmas": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "sigmas"}},
+        "positive": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_positive"}},
+        "negative": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_negative"}},
+        "empty": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_empty"}},
+        "canvas_latent": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_canvas_latent"}},
+        "mask": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_mask"}},
+        "sigmas": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_sigmas"}},
     }
     pack_model = ["pack_model", 0]
     if lora:
@@ -179,13 +179,14 @@ def native_run(comfy):
     _, layout = _layout()
     generator = torch.Generator().manual_seed(3)
     raw = torch.randn(native.latent_shape(layout, HV15), generator=generator)  # a raw VAE latent of the canvas
-    extras = {"concat_latent_image": raw, "concat_mask": native.concat_mask(layout, HV15)}
-    comfy.feed("positive", [[torch.randn(1, 8, 32, generator=generator), extras]])
-    comfy.feed("negative", [[torch.randn(1, 6, 32, generator=generator), extras]])
-    comfy.feed("empty", {"samples": torch.zeros(raw.shape)})
-    comfy.feed("canvas_latent", {"samples": raw})
-    comfy.feed("mask", canvas_mask(layout))
-    comfy.feed("sigmas", torch.tensor(sigma_schedule(STEPS, SHIFT)))
+    # What CLIPTextEncode gives for HV1.5 (pooled_output None), plus what Canvas To Video sets.
+    extras = {"pooled_output": None, "concat_latent_image": raw, "concat_mask": native.concat_mask(layout, HV15)}
+    comfy.feed("nat_positive", [[torch.randn(1, 8, 32, generator=generator), extras]])
+    comfy.feed("nat_negative", [[torch.randn(1, 6, 32, generator=generator), extras]])
+    comfy.feed("nat_empty", {"samples": torch.zeros(raw.shape)})
+    comfy.feed("nat_canvas_latent", {"samples": raw})
+    comfy.feed("nat_mask", canvas_mask(layout))
+    comfy.feed("nat_sigmas", torch.tensor(sigma_schedule(STEPS, SHIFT)))
     out = {}
     for tag, lora in (("plain", None), ("lora", "narrow_trained.safetensors")):
         comfy.run(_graph(lora))
@@ -211,8 +212,11 @@ def test_native_sampler_equals_the_pack_sampler(native_run, tag):
 
 @pytest.mark.comfy
 def test_ksampler_simple_schedule_is_close_to_the_pack(native_run):
-    """KSampler's 'simple' schedule at the same shift differs from the pack's by up to 3e-3 in sigma
-    (backbone-notes): measured 4-step difference well under 1e-2 relative, against the LoRA's effect."""
+    """KSampler's 'simple' schedule picks from ComfyUI's 1000-entry sigma table; at other step counts
+    it differs from the pack's schedule by up to 3e-3 in sigma (backbone-notes), which moves a 4-step
+    result by about that much. At 4 steps and shift 5 the picks coincide (measured 4e-7 relative,
+    the SamplerCustomAdvanced figure); the bound 1e-2 covers a 3e-3 schedule difference with
+    margin and stays 10x below the LoRA's effect, so the comparison still discriminates."""
     plain = native_run["plain"]
     difference = _relative(plain["ksampler"], plain["pack"])
     lora_effect = _relative(native_run["lora"]["pack"], plain["pack"])
@@ -234,20 +238,23 @@ def _wan_vae_file(path) -> None:
             "from comfy.ldm.wan.vae import WanVAE; from safetensors.torch import save_file\n"
             "torch.manual_seed(0); m = WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], "
             "temperal_downsample=[False, True, True])\n"
-            "save_file({k: torch.randn(v.shape) * 0.2 if v.ndim > 1 else v.clone() for k, v in m.state_dict().items()}, sys.argv[2])")
+            "fan_in = lambda v: v[0].numel()  # ComfyUI's ops skip weight init: draw weights of unit gain\n"
+            "draw = lambda k, v: torch.ones(v.shape) if k.endswith('gamma') else torch.randn(v.shape) / fan_in(v) ** 0.5 "
+            "if v.ndim > 1 else torch.zeros(v.shape)\n"
+            "save_file({k: draw(k, v) for k, v in m.state_dict().items()}, sys.argv[2])")
     subprocess.run([sys.executable, "-c", code, str(ensure_comfyui()), str(path)], check=True, capture_output=True)
 
 
 def _canvas_graph(model: bool = False, canvas: str = "build") -> dict:
     graph = {
         "vae": {"class_type": "VAELoader", "inputs": {"vae_name": "tiny_wan21_vae.safetensors"}},
-        "reference": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "reference"}},
-        "driving": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "driving"}},
+        "reference": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_reference"}},
+        "driving": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_driving"}},
         "build": {"class_type": "DreamActorM2_BuildCanvas", "inputs": {
             "reference": ["reference", 0], "driving": ["driving", 0], "width": 0, "height": 0, "fit": "pad",
             "frame_rule": "pad", "transition": False, "fps": 24.0, "background": "#000000"}},
-        "bad_canvas": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "bad_canvas"}},
-        "positive": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "cond"}},
+        "bad_canvas": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_bad_canvas"}},
+        "positive": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_cond"}},
         "to_video": {"class_type": "DreamActorM2_CanvasToVideo", "inputs": {
             "positive": ["positive", 0], "negative": ["positive", 0], "vae": ["vae", 0], "canvas": [canvas, 0],
             "canvas_info": ["build", 1]}},
@@ -267,10 +274,10 @@ def _canvas_graph(model: bool = False, canvas: str = "build") -> dict:
 def test_canvas_to_video_sets_canvas_and_mask_on_the_conditioning(comfy, native_run):
     _wan_vae_file(comfy.models_dir / "vae" / "tiny_wan21_vae.safetensors")
     canvas, layout = _layout()
-    comfy.feed("reference", torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(1)))
-    comfy.feed("driving", torch.rand(9, 64, 64, 3, generator=torch.Generator().manual_seed(2)))
-    comfy.feed("bad_canvas", canvas[:, :, :64])
-    comfy.feed("cond", [[torch.randn(1, 8, 32), {}]])
+    comfy.feed("nat_reference", torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(1)))
+    comfy.feed("nat_driving", torch.rand(9, 64, 64, 3, generator=torch.Generator().manual_seed(2)))
+    comfy.feed("nat_bad_canvas", canvas[:, :, :64])
+    comfy.feed("nat_cond", [[torch.randn(1, 8, 32), {"pooled_output": None}]])
     comfy.run(_canvas_graph())
     (cond, extras), = comfy.probe("cond_out")
     encoded = comfy.probe("encoded")["samples"]
