@@ -23,6 +23,9 @@ if ! "$VENV/bin/python" -c 'import torch, torchvision' 2>/dev/null; then
   "${PIP[@]}" -c "$CACHE/torch-constraints.txt" torch torchvision
 fi
 "${PIP[@]}" -c "$CACHE/torch-constraints.txt" -r requirements-dev.txt
+# rtmlib, the maintained DWPose ONNX runner the DWPose tests compare against; without its dependencies,
+# which would add opencv-python beside the OpenCV already installed (it needs nothing else new).
+"${PIP[@]}" --no-deps rtmlib==0.0.16
 
 # Real ComfyUI, its requirements (without torch: the pair above stays) and the pack linked in.
 "$VENV/bin/python" tests/comfy_harness/provision.py --constraints "$CACHE/torch-constraints.txt"
