@@ -47,6 +47,7 @@ def assert_float32_close(actual: torch.Tensor, expected: torch.Tensor, reduction
     worst = float((actual.double() - expected.double()).abs().max()) if actual.numel() else 0.0
     assert worst <= atol, f"max difference {worst:.3g} exceeds the float32 accumulation bound {atol:.3g}"
 
-# The longest reduction in the tiny test models (dreamactor_core/testing/tiny_models.py): Wan's
-# 256-wide timestep frequencies; the others reduce over at most 128 (head, hidden, feed-forward).
+# The longest reduction in the tiny test models (dreamactor_core/testing/tiny_models.py and
+# tiny_encoders.py): Wan's 256-wide timestep frequencies; the others reduce over at most 192 (SigLIP's
+# 8 x 8 x 3 patches; heads, hidden and feed-forward widths are 128 or less).
 TINY_MODEL_REDUCTION = 256

@@ -40,7 +40,7 @@ def _run(model, condition, **kwargs):
 def test_same_seed_same_video_other_seed_other_video(model, condition):
     first, again, other = _run(model, condition), _run(model, condition), _run(model, condition, seed=6)
     assert first.shape == LATENT and torch.isfinite(first).all()
-    assert torch.equal(first, again) and not torch.allclose(first, other)
+    assert torch.equal(first, again) and not torch.allclose(first, other)  # same path, same inputs: exact
 
 
 @pytest.mark.parametrize("solver", sampling.SOLVERS)
@@ -128,10 +128,11 @@ def test_empty_canvas_regions_reach_the_model_as_chosen(model, empty_regions):
     sampling.sample(DreamActorModel(model.transformer, Recorder(), "recorder"), {}, condition, mask, steps=1,
                     cfg=1.0, empty_regions=empty_regions)
     expected = condition * mask if empty_regions == "zero_latent" else condition
-    assert torch.equal(seen[0], expected)
+    assert torch.equal(seen[0], expected)  # the same one multiplication (or none): exact
 
 
 def test_cfg_one_ignores_the_negative(model, condition):
+    # cfg 1 runs the positive branch alone either way: the same computation, exact
     assert torch.equal(_run(model, condition, cfg=1.0), _run(model, condition, cfg=1.0, negative=None))
 
 
@@ -182,6 +183,7 @@ def test_temporal_windows_cover_all_frames_and_keep_the_reference():
 def test_windowed_sampling_runs_and_a_large_window_changes_nothing(model, condition):
     windowed = _run(model, condition, window_frames=2, window_overlap=0)
     assert windowed.shape == LATENT and torch.isfinite(windowed).all()
+    # a window covering every frame takes the unwindowed path: the same computation, exact
     assert torch.equal(_run(model, condition, window_frames=8), _run(model, condition))
 
 

@@ -167,7 +167,9 @@ def test_single_files_equal_the_diffusers_folder(files, encoder):
     single = load_text_encoder(files["qwen"], files["byt5"], tokenizer_dir=files["tokenizer"])
     for prompt in (PROMPT, GLYPH_PROMPT):
         expected, got = encoder.encode(prompt).tensors, single.encode(prompt).tensors
-        assert all(torch.equal(expected[key], got[key]) for key in expected)
+        assert expected.keys() == got.keys()
+        for key in expected:  # the same weights from other files: equal up to float32 summation order
+            assert_float32_close(got[key].float(), expected[key].float(), TINY_MODEL_REDUCTION)
 
 
 def test_tokenizer_folder_beside_the_file_is_found(files):
