@@ -44,7 +44,7 @@ def test_two_gloo_processes_of_batch_1_equal_one_process_of_batch_2(tmp_path, tr
     assert "2 process(es)" in run.stdout, run.stdout
     assert checkpoints.read_header(out)[1]["step"] == str(STEPS)
     expected, got = checkpoints.load_state_dict(single), checkpoints.load_state_dict(out)
-    assert expected.keys() == got.keys() and len(got) == 8
+    assert expected.keys() == got.keys()
     # Tolerance: the two runs differ only in float rounding (an all-reduce mean against a sum of
     # halves), ~1e-7 relative in the gradients; AdamW's step is about lr per element, so rounding
     # moves a weight by far less than 1e-6 over 3 steps. Unsynchronised gradients (each process
@@ -52,5 +52,6 @@ def test_two_gloo_processes_of_batch_1_equal_one_process_of_batch_2(tmp_path, tr
     difference = max((expected[key] - got[key]).abs().max().item() for key in expected)
     assert difference < 1e-6, difference
     # ... and training moved the weights far beyond that (the up matrices start at zero).
-    ups = [key for key in expected if "lora_up" in key or "lora_B" in key]
-    assert ups and min(expected[key].abs().max().item() for key in ups) > 1e-4
+    ups = [key for key in expected if "lora_up" in key]
+    assert ups, sorted(expected)
+    assert min(expected[key].abs().max().item() for key in ups) > 1e-4

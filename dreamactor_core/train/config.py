@@ -21,6 +21,7 @@ from ..errors import DreamActorError
 TIMESTEP_SAMPLINGS = ("logit_normal", "uniform")
 MIXED_PRECISIONS = ("bf16", "fp16", "no")
 FITS = ("pad", "crop")
+OPTIMIZERS = ("adamw", "adamw8bit")
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -57,6 +58,13 @@ class TrainConfig:
     timestep_shift: float | None = _setting(None, "noise-level shift; default: the backbone's sampling shift")
     mixed_precision: str = _setting("bf16", "bf16, fp16 or no; applies on GPU only (CPU trains in fp32)")
     gradient_checkpointing: bool = _setting(True, "recompute transformer blocks in the backward pass")
+    offload_activations: bool = _setting(False, "keep the activations saved for the backward pass in CPU memory "
+                                               "(with checkpointing: the blocks' inputs)")
+    optimizer: str = _setting("adamw", "adamw, or adamw8bit (bitsandbytes: 8-bit moments, 2 instead of 8 bytes "
+                                       "per LoRA parameter)")
+    fp8_weights: bool = _setting(False, "store the frozen transformer's linear weights in fp8 (the LoRA stays fp32)")
+    block_swap: bool = _setting(False, "keep the frozen blocks' weights in CPU memory, one block on the GPU at a "
+                                       "time (needs gradient checkpointing)")
     fsdp: bool = _setting(False, "shard the frozen backbone with FSDP instead of replicating it (DDP)")
     cache_latents: int = _setting(0, "encode N sample variants per clip once (latents, reference embedding) "
                                      "and train on them; freezes each clip's windows and bone scaling to N draws "
@@ -87,6 +95,11 @@ class TrainConfig:
             problems.append(f"rank must be positive, got {self.rank}")
         if self.batch_size < 1 or self.max_steps < 1:
             problems.append(f"batch_size and max_steps must be positive, got {self.batch_size}, {self.max_steps}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'")
+        if self.block_swap and not self.gradient_checkpointing:
+            problems.append("block_swap needs gradient_checkpointing (else every block's weights stay alive "
+                            "until the backward pass)")
         if self.cache_latents < 0:
             problems.append(f"cache_latents must be 0 (off) or a number of variants per clip, got {self.cache_latents}")
         if self.frame_stride < 1:

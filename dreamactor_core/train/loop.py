@@ -49,6 +49,7 @@ from .config import TrainConfig
 from .data import Sample
 from .latent_cache import LatentCache
 from .lora_peft import add_lora, apply_warm_start, lora_metadata, lora_tensors, read_warm_start, save_lora
+from .memory import FrozenBlockSwap, activation_context, make_optimizer
 from .objective import Example, draw_noise_level, encode_example, flow_matching_loss
 from .sample_scores import default_scorers, pose_extractor, write_scores
 from .samples import render_sample
@@ -139,7 +140,8 @@ def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | P
         say("no image encoder: training with zero reference image embeddings; inference that adds the reference's "
             "SigLIP embedding (--image-encoder, the Reference Image Embed node) will not match")
     image_embeds = "siglip" if image_encoder is not None else "none"
-    model = load_transformer(paths.transformer, dtype=dtype, device=device)
+    model = load_transformer(paths.transformer, dtype=dtype, device="cpu" if config.block_swap else device,
+                             fp8_weights=True if config.fp8_weights else None)
     adapter = model.adapter
     if adapter.name != config.backbone:
         raise DreamActorError(f"--transformer '{Path(paths.transformer).name}' is a {adapter.display_name} model, "
@@ -154,11 +156,16 @@ def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | P
         say(f"warm start from {Path(init_lora).name}")
     if config.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
+    if config.block_swap:
+        swap = FrozenBlockSwap(transformer, device)
+        # The swapped weights are the same file on every process: DDP must neither broadcast nor bucket them.
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            transformer, swap.frozen_names(transformer))
     transformer.train()
     vae = load_vae(paths.vae, dtype=dtype, device=device)
     temporal = adapter.temporal_compression
     trainable = [p for p in transformer.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(trainable, config)
     warmup = max(1, config.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
     # The scheduler stays unprepared: accelerate would step it once per process per call.
@@ -221,7 +228,7 @@ def train(stage: StageData, paths: ModelFiles, config: TrainConfig, out: str | P
             level = draw_noise_level(noise_rng, config, adapter)
             noise = torch.randn(example.clean.shape, generator=noise_rng)
             syncing = clip == config.batch_size - 1
-            with nullcontext() if syncing else accelerator.no_sync(ddp_model):
+            with nullcontext() if syncing else accelerator.no_sync(ddp_model), activation_context(config, device):
                 loss = flow_matching_loss(ddp_model, adapter, example, forward_kwargs(example), level, noise)
                 accelerator.backward(loss / config.batch_size)
             step_loss += loss.item() / config.batch_size
