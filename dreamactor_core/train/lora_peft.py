@@ -100,6 +100,10 @@ def comfy_lora_keys(tensors: dict[str, torch.Tensor], backbone: str, alpha: floa
         comfy = adapter.foreign_module_names(module).get("comfy")
         if comfy is None:
             raise DreamActorError(f"LoRA save: '{module}' has no ComfyUI name for {adapter.display_name}")
+        if getattr(comfy, "transform", ""):  # a fused q/k/v third or a half-swapped layer in ComfyUI's model
+            raise DreamActorError(f"LoRA save: '{module}' is stored in ComfyUI's '{comfy}' as {comfy.transform}, "
+                                  "which a plain down/up pair cannot express; train plain layers (the visual FFN "
+                                  "by default)")
         base = f"diffusion_model.{comfy}"
         out[f"{base}.{'lora_down' if kind == 'A' else 'lora_up'}.weight"] = value
         out[f"{base}.alpha"] = torch.tensor(float(alpha))
