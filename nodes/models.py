@@ -106,11 +106,13 @@ VAE_TYPE = "DREAMACTOR_VAE"
 _TILING = {
     "tile_frames": ("INT", {
         "default": 16, "min": 4, "max": 256, "step": 4,
-        "tooltip": "Pixel frames per temporal tile (a multiple of 4). Smaller uses less memory.",
+        "tooltip": "Pixel frames per temporal chunk (a multiple of 4). Smaller uses less memory; for "
+                   "HunyuanVideo 1.5 the chunks carry the VAE's causal state, so the result equals the whole clip.",
     }),
     "tile_overlap_frames": ("INT", {
         "default": 4, "min": 0, "max": 128, "step": 4,
-        "tooltip": "Pixel frames shared by neighbouring temporal tiles, cross-faded (a multiple of 4).",
+        "tooltip": "Pixel frames shared by neighbouring temporal tiles, cross-faded (a multiple of 4). Only for "
+                   "VAEs that restart per chunk (HunyuanVideo-I2V, Wan); HunyuanVideo 1.5 needs no overlap and ignores it.",
     }),
     "tile_size": ("INT", {
         "default": 256, "min": 0, "max": 4096, "step": 16,
