@@ -9,6 +9,7 @@ result. The command line (``python -m dreamactor_core animate``) and the trainin
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -75,6 +76,8 @@ class AnimationSettings:
     min_confidence: float = 0.3
     bone_scale: tuple[float, float] | None = None  # (low, high): scale bones by factors drawn from U(low, high)
     pose_seed: int = 0
+    track_people: bool = True  # stable person ids across frames (multi-person backends: dwpose, openpose)
+    pose_box: str = "group"  # "group": one clip box over everyone (paper); "person": one per person id
     tile_frames: int = 16
     tile_size: int = 256
 
@@ -106,18 +109,29 @@ def load_models(files: ModelFiles, *, dtype: torch.dtype = torch.float32,
     )
 
 
+def driving_poses(chunks: Iterable[torch.Tensor], settings: AnimationSettings, video: bool = True) -> PoseSequence:
+    """The driving clip's poses from frame chunks (one pass, so a stream of any length works), with
+    people tracked across frames when ``settings.track_people`` and the backend finds several."""
+    estimator = extract.make_estimator(settings.pose_backend, settings.pose_model_dirs, video=video)
+    track = settings.track_people and settings.pose_backend in extract.MULTI_PERSON_BACKENDS
+    return extract.extract_pose_chunks(chunks, estimator, settings.min_confidence, track=track)
+
+
+def augment_driving_poses(poses: PoseSequence, settings: AnimationSettings) -> PoseSequence:
+    """Optional bone scaling (one factor set per person id, the paper's one set for one person), then
+    the clip box (``settings.pose_box``) fitted into the panel."""
+    factors = (augment.person_bone_factors(settings.pose_seed, poses, *settings.bone_scale)
+               if settings.bone_scale is not None else None)
+    return augment.augment_clip(poses, factors, (settings.width, settings.height), box=settings.pose_box)
+
+
 def pose_driving(frames: torch.Tensor, settings: AnimationSettings,
                  poses: PoseSequence | None = None) -> tuple[torch.Tensor, PoseSequence]:
-    """The pose-mode driving signal: extract (unless ``poses`` are given), augment (optional bone
-    scaling, then the clip's one box fitted into the panel) and render skeletons at panel size."""
+    """The pose-mode driving signal: extract (unless ``poses`` are given), augment and render
+    skeletons at panel size."""
     if poses is None:
-        estimator = extract.make_estimator(settings.pose_backend, settings.pose_model_dirs, video=len(frames) > 1)
-        poses = extract.extract_poses(frames, estimator, settings.min_confidence)
-    factors = (augment.draw_bone_factors(settings.pose_seed, *settings.bone_scale)
-               if settings.bone_scale is not None else None)
-    panel = (settings.width, settings.height)
-    augmented = augment.augment_clip(poses, factors, panel)
-    return render.render_poses(augmented, *panel), poses
+        poses = driving_poses([frames], settings, video=len(frames) > 1)
+    return render.render_poses(augment_driving_poses(poses, settings), settings.width, settings.height), poses
 
 
 def animate(models: AnimationModels, reference: torch.Tensor, driving: torch.Tensor, fps: float, *,

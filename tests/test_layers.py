@@ -9,7 +9,7 @@ from pathlib import Path
 CORE = Path(__file__).resolve().parents[1] / "dreamactor_core"
 # Lower number = more basic. Stages sit on one layer but have their own order (see STAGE_ORDER).
 LAYERS = {"errors": 0, "progress": 0, "video_io": 0, "pose": 1, "canvas": 1, "conditioning": 1, "models": 1,
-          "sampling": 1, "pipeline": 2, "train": 3, "app": 4, "testing": 5, "__main__": 6}
+          "sampling": 1, "pipeline": 2, "long_video": 2, "train": 3, "app": 4, "testing": 5, "__main__": 6}
 # Within the stage layer: conditioning reads checkpoints from models; the sampler runs models.
 STAGE_ORDER = {"pose": 0, "canvas": 0, "models": 1, "conditioning": 2, "sampling": 2}
 # Upward imports allowed, each inside a function for a smoke path that never runs on a real job:

@@ -1,14 +1,15 @@
 """Pose augmentations of DreamActor-M2 against identity and body-shape leakage from the skeleton.
 
 Bone-length scaling changes the proportions the skeleton carries (one factor per anatomical group,
-drawn once per clip so the motion stays coherent); bounding-box normalization removes the driving
-person's size and placement (one box per clip, not per frame, so global motion survives). Both
+drawn once per clip so the motion stays coherent; in a tracked multi-person clip one set per person
+id); bounding-box normalization removes the driving person's size and placement (one box per clip,
+not per frame, so global motion survives; optionally one per person id). Both
 only move points that are present: a missing point stays missing, nothing is invented.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -17,6 +18,10 @@ from . import skeleton as sk
 from .types import PoseSequence
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+BoneFactors = Mapping[str, float] | Sequence[Mapping[str, float]]  # one set, or one per person id (row)
+# Clip box: "group" fits one box over every joint of the clip (the paper's rule); "person" fits each
+# person id's own clip box into its own target (see ``fit_people``).
+BOX_MODES = ("group", "person")
 
 
 def draw_bone_factors(seed: int, low: float = 0.8, high: float = 1.2, symmetric: bool = True) -> dict[str, float]:
@@ -35,8 +40,27 @@ def draw_bone_factors(seed: int, low: float = 0.8, high: float = 1.2, symmetric:
     return factors
 
 
-def scale_bones(poses: PoseSequence, factors: Mapping[str, float]) -> PoseSequence:
-    """Scale every bone of the kinematic tree by its group's factor, the same for every frame.
+def person_bone_factors(seed: int, poses: PoseSequence, low: float = 0.8, high: float = 1.2,
+                        symmetric: bool = True) -> BoneFactors:
+    """Bone factors for a clip: one set (``draw_bone_factors(seed)``, the paper's rule) when no frame
+    shows more than one person, else one set per person id (row of a tracked clip), each kept for the
+    whole clip. Person 0 keeps ``seed``'s set; person i > 0 draws from the seed sequence (seed, i),
+    so adding a person never changes the others' bodies."""
+    people = max((len(frame) for frame in poses.frames), default=0)
+    if people <= 1:
+        return draw_bone_factors(seed, low, high, symmetric)
+    seeds = [seed] + [int(np.random.SeedSequence([seed, i]).generate_state(1)[0]) for i in range(1, people)]
+    return [draw_bone_factors(s, low, high, symmetric) for s in seeds]
+
+
+def _rows(poses: PoseSequence) -> np.ndarray:
+    """The row (person id in a tracked clip) of every person of ``poses.stacked()``."""
+    return np.concatenate([np.arange(len(frame)) for frame in poses.frames]) if poses.frames else np.zeros(0, int)
+
+
+def scale_bones(poses: PoseSequence, factors: BoneFactors) -> PoseSequence:
+    """Scale every bone of the kinematic tree by its group's factor, the same for every frame
+    (``factors``: one set for everyone, or a list with the set of each row, i.e. person id).
 
     Walking the tree from the neck, a present child is placed at its parent's new position plus
     the factor times its old offset, so children move with their parents and the skeleton stays
@@ -44,15 +68,21 @@ def scale_bones(poses: PoseSequence, factors: Mapping[str, float]) -> PoseSequen
     Hands are attached rigidly to their wrists and scaled by the hand factors; the face is
     scaled around the nose by the head factor.
     """
-    missing = [group for group in sk.BONE_GROUPS if group not in factors]
-    if missing:
-        raise DreamActorError(f"bone factors lack the groups {', '.join(missing)}")
+    sets = [factors] if isinstance(factors, Mapping) else list(factors)
+    missing = sorted({group for one in sets for group in sk.BONE_GROUPS if group not in one})
+    if missing or not sets:
+        raise DreamActorError(f"bone factors lack the groups {', '.join(missing or sk.BONE_GROUPS)}")
     people = poses.stacked()
+    rows = np.zeros(len(people), int) if isinstance(factors, Mapping) else _rows(poses)
+    if len(rows) and rows.max() >= len(sets):
+        raise DreamActorError(f"bone factors: {len(sets)} sets for frames showing up to {rows.max() + 1} people; "
+                              "give one set per person id (augment.person_bone_factors)")
+    table = {group: np.array([one[group] for one in sets])[rows][:, None] for group in sk.BONE_GROUPS}
     points = people[..., :2]
     present = people[..., 2] > 0
     displacement = np.zeros_like(points)
     for parent, child, group in sk.KINEMATIC_TREE:
-        factor = 1.0 if group == sk.RIGID_GROUP else factors[group]
+        factor = 1.0 if group == sk.RIGID_GROUP else table[group]
         both = (present[:, parent] & present[:, child])[:, None]
         scaled = points[:, parent] + displacement[:, parent] + factor * (points[:, child] - points[:, parent])
         displacement[:, child] = np.where(both, scaled - points[:, child], displacement[:, parent])
@@ -133,18 +163,69 @@ def fit_to_reference(poses: PoseSequence, reference: PoseSequence, width: int, h
                    reference_box(reference, width, height, min_confidence), width, height)
 
 
-def augment_clip(poses: PoseSequence, bone_factors: Mapping[str, float] | None = None,
+def _person_targets(people: int, reference: PoseSequence | None, width: int, height: int,
+                    margin: float, min_confidence: float) -> list[Box]:
+    """Where each person id goes: the reference's characters ranked left to right (by box centre),
+    or equal columns of the panel, left to right, each less ``margin``."""
+    if reference is not None:
+        first = [person for person in reference.frames[0] if (person[:, 2] > max(min_confidence, 0)).any()] \
+            if reference.frames else []
+        sx, sy = width / reference.width, height / reference.height
+        boxes = sorted((clip_box(PoseSequence((person[None],), reference.width, reference.height), min_confidence)
+                        for person in first), key=lambda box: box[0] + box[2])
+        if len(boxes) != people:
+            raise DreamActorError(f"reference pose: {len(boxes)} people, but the driving clip has {people} person "
+                                  "ids; per-person boxes pair them in order (or use box 'group')")
+        return [(x0 * sx, y0 * sy, x1 * sx, y1 * sy) for x0, y0, x1, y1 in boxes]
+    gap, column = margin * min(width, height), width / people
+    return [(i * column + gap, gap, (i + 1) * column - gap, height - gap) for i in range(people)]
+
+
+def fit_people(poses: PoseSequence, width: int, height: int, margin: float = 0.05,
+               reference: PoseSequence | None = None, min_confidence: float = 0.0) -> PoseSequence:
+    """Per-person clip boxes: each person id (row of a tracked clip) has its own clip box (over all
+    its frames, so its own motion is kept) fitted onto its own target, so every person loses size and
+    place the way the paper's one box removes them from one person. Person id k (ids rank people by
+    first appearance, left to right among those appearing together) goes to the k-th reference
+    character from the left, or without a reference to the k-th of equal panel columns."""
+    rows = _rows(poses)
+    people = poses.stacked().copy()
+    ids = [row for row in range(int(rows.max()) + 1 if len(rows) else 0)
+           if (people[rows == row][..., 2] > 0).any()]
+    if not ids:
+        _require_people(poses, "poses", min_confidence)
+    targets = _person_targets(len(ids), reference, width, height, margin, min_confidence)
+    for row, target in zip(ids, targets):
+        mine = poses.with_stacked(np.where((rows == row)[:, None, None], people, 0.0))
+        box = _require_people(mine, f"person {row}", 0.0)
+        scale = _fit_scale(box, target)
+        centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        target_centre = np.array([(target[0] + target[2]) / 2, (target[1] + target[3]) / 2])
+        present = (rows == row)[:, None] & (people[..., 2] > 0)
+        people[..., :2] = np.where(present[..., None], (people[..., :2] - centre) * scale + target_centre,
+                                   people[..., :2])
+    return poses.with_stacked(people, width, height)
+
+
+def augment_clip(poses: PoseSequence, bone_factors: BoneFactors | None = None,
                  panel: tuple[int, int] | None = None, margin: float = 0.05,
-                 reference: PoseSequence | None = None, min_confidence: float = 0.0) -> PoseSequence:
-    """Bone scaling (when ``bone_factors`` is given), then fitting into ``panel`` (width, height):
-    onto the ``reference`` pose box when one is given, else the whole panel less ``margin``.
+                 reference: PoseSequence | None = None, min_confidence: float = 0.0,
+                 box: str = "group") -> PoseSequence:
+    """Bone scaling (when ``bone_factors`` is given: one set, or one per person id), then fitting
+    into ``panel`` (width, height): ``box`` "group" fits the clip's one box onto the ``reference``
+    pose box when one is given, else the whole panel less ``margin``; "person" fits each person id
+    on its own (``fit_people``).
 
     Only fitting needs a person (there is no box to fit otherwise); without ``panel`` a clip in which
     nobody was found comes back unchanged, as bone scaling has nothing to move."""
+    if box not in BOX_MODES:
+        raise DreamActorError(f"box: expected one of {', '.join(BOX_MODES)}, got {box!r}")
     if bone_factors is not None:
         poses = scale_bones(poses, bone_factors)
     if panel is None:
         return poses
+    if box == "person":
+        return fit_people(poses, *panel, margin=margin, reference=reference, min_confidence=min_confidence)
     if reference is not None:
         return fit_to_reference(poses, reference, *panel, min_confidence=min_confidence)
     return normalize_to_panel(poses, *panel, margin=margin, min_confidence=min_confidence)

@@ -15,10 +15,14 @@ import torch
 
 from ..errors import DreamActorError
 from ..progress import ProgressHook, report
+from .track import track_people
 from .types import PoseSequence
 
 Backend = Literal["mediapipe", "dwpose", "openpose"]
 BACKENDS: tuple[str, ...] = ("mediapipe", "dwpose", "openpose")
+# Backends that find several people per frame (MediaPipe Holistic follows one person): their clips
+# are tracked (``track.track_people``) so that a row of every frame is one person throughout.
+MULTI_PERSON_BACKENDS: tuple[str, ...] = ("dwpose", "openpose")
 
 
 class PoseEstimator(Protocol):
@@ -77,19 +81,43 @@ def clean_people(people: np.ndarray, width: int, height: int, min_confidence: fl
 
 
 def extract_poses(frames: Frames, estimator: PoseEstimator, min_confidence: float = 0.3,
-                  progress: ProgressHook | None = None) -> PoseSequence:
+                  progress: ProgressHook | None = None, track: bool = False) -> PoseSequence:
     """Run ``estimator`` on every frame. Frames with nobody stay as empty frames, so the sequence
-    has exactly as many frames as the input. The estimator is closed afterwards, also on interrupt."""
+    has exactly as many frames as the input. The estimator is closed afterwards, also on interrupt.
+    ``track``: reorder each frame's people by person id (``track.track_people``)."""
     try:
-        count, height, width = validate_frames(frames)
-        results = []
-        for index in range(count):
-            image = _as_uint8_rgb(frames[index], index)
-            results.append(clean_people(estimator(image), width, height, min_confidence))
-            report(progress, index + 1, count)
+        validate_frames(frames)
+    except DreamActorError:
+        estimator.close()
+        raise
+    return extract_pose_chunks([frames], estimator, min_confidence, progress, track, total=len(frames))
+
+
+def extract_pose_chunks(chunks: Iterable[Frames], estimator: PoseEstimator, min_confidence: float = 0.3,
+                        progress: ProgressHook | None = None, track: bool = False,
+                        total: int | None = None) -> PoseSequence:
+    """``extract_poses`` over frame batches arriving one after another (a video decoded in chunks),
+    so the frames of a long clip never sit in memory together; every frame must have the first's size.
+    ``total``: the frame count for ``progress``, when known."""
+    results, size = [], None
+    try:
+        for chunk in chunks:
+            count, height, width = validate_frames(chunk)
+            if size is None:
+                size = (height, width)
+            elif size != (height, width):
+                raise DreamActorError(f"frames: frame {len(results)} is {width}x{height} but frame 0 is "
+                                      f"{size[1]}x{size[0]}; resize them to one size first")
+            for index in range(count):
+                image = _as_uint8_rgb(chunk[index], len(results))
+                results.append(clean_people(estimator(image), width, height, min_confidence))
+                report(progress, len(results), total or len(results))
     finally:
         estimator.close()
-    return PoseSequence(tuple(results), width, height)
+    if size is None:
+        raise DreamActorError("frames: the batch is empty, expected at least one image")
+    poses = PoseSequence(tuple(results), size[1], size[0])
+    return track_people(poses) if track else poses
 
 
 def make_estimator(backend: Backend, model_dirs: Iterable[str] = (), video: bool = True) -> PoseEstimator:

@@ -8,6 +8,8 @@ Hungarian assignment) on a cost mixing box overlap and keypoint distance, agains
 is predicted to be (its last sighting moved on by its last displacement: constant velocity), so
 people who cross or swap places keep their ids; a track survives ``max_gap`` frames
 unseen (short occlusions, detector dropouts) and a person appearing mid-clip gets a new id.
+Id order, deterministic whatever order the estimator lists people in: ids are numbered by first
+appearance, and people first seen in the same frame are numbered left to right (box centre).
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ def predicted(last: np.ndarray, before: np.ndarray | None, frames_since: int) ->
     return ahead
 
 
+def _centre_x(person: np.ndarray) -> float:
+    box = person_box(person)
+    return (box[0] + box[2]) / 2 if box is not None else 0.0
+
+
 def track_people(poses: PoseSequence, max_gap: int = 8, max_cost: float = 1.5) -> PoseSequence:
     """The same clip with each frame's rows reordered by person id (see the module doc).
 
@@ -103,7 +110,7 @@ def track_people(poses: PoseSequence, max_gap: int = 8, max_cost: float = 1.5) -
                 if cost[i, j] <= max_cost:
                     pairs.append((live[i], present[j]))
         matched_rows = {row for _, row in pairs}
-        for row in present:
+        for row in sorted(present, key=lambda r: _centre_x(frame[r])):  # new ids left to right
             if row not in matched_rows:
                 last_seen.append(frame[row])
                 seen_before.append(None)

@@ -156,6 +156,21 @@ def _person_from_dict(person: dict, where: str) -> np.ndarray:
     return keypoints
 
 
+def _rows_by_id(entries: list[dict], persons: list[np.ndarray], t: int) -> np.ndarray:
+    """A frame's people as rows: in list order, or by ``person_id`` when the entries carry one (a
+    tracked clip: row i is person i in every frame, all-missing where the person is absent)."""
+    ids = [entry.get("person_id") for entry in entries]
+    if all(i is None for i in ids):
+        return np.stack(persons)
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids) or len(set(ids)) != len(ids):
+        raise DreamActorError(f"POSE_KEYPOINT frame {t}: 'person_id' must be a distinct integer >= 0 on every "
+                              f"person of the frame, got {ids}")
+    rows = empty_people(max(ids) + 1)
+    for i, person in zip(ids, persons):
+        rows[i] = person
+    return rows
+
+
 def _frame_canvas(frame: dict, where: str) -> tuple[int, int]:
     try:
         width, height = int(frame["canvas_width"]), int(frame["canvas_height"])
@@ -191,8 +206,9 @@ def from_pose_keypoint(pose_keypoint: list[dict] | dict, coordinates: Coordinate
         elif size != canvas:
             raise DreamActorError(f"POSE_KEYPOINT frame {t}: canvas {size[0]}x{size[1]} differs from "
                                   f"frame 0's {canvas[0]}x{canvas[1]}; one clip has one canvas")
-        persons = [_person_from_dict(p, f"frame {t} person {i}") for i, p in enumerate(frame.get("people", []))]
-        people.append(np.stack(persons) if persons else empty_people(0))
+        entries = frame.get("people", [])
+        persons = [_person_from_dict(p, f"frame {t} person {i}") for i, p in enumerate(entries)]
+        people.append(_rows_by_id(entries, persons, t) if persons else empty_people(0))
     present = np.concatenate(people)
     present = present[present[..., 2] > 0][:, :2]
     if coordinates == "auto" and frames[0].get("coordinates") in ("normalized", "pixels"):
@@ -206,9 +222,19 @@ def from_pose_keypoint(pose_keypoint: list[dict] | dict, coordinates: Coordinate
             frame[..., 1] *= canvas[1]
     elif coordinates != "pixels":
         raise DreamActorError(f"coordinates must be 'auto', 'normalized' or 'pixels', got {coordinates!r}")
+    rows = max(len(frame) for frame in people)
+    if any("person_id" in p for frame in frames for p in frame.get("people", [])):  # every frame: every id
+        people = [np.concatenate([frame, empty_people(rows - len(frame))]) for frame in people]
     for frame in people:
         frame[frame[..., 2] <= 0] = 0.0
     return PoseSequence(tuple(people), *canvas)
+
+
+def has_person_ids(pose_keypoint: list[dict] | dict) -> bool:
+    """Whether a POSE_KEYPOINT carries tracked ``person_id``s (rows are then people, see ``to_pose_keypoint``)."""
+    frames = [pose_keypoint] if isinstance(pose_keypoint, dict) else pose_keypoint
+    return any(isinstance(p, dict) and "person_id" in p for frame in frames if isinstance(frame, dict)
+               for p in frame.get("people", []))
 
 
 # --- POSE_KEYPOINT out -----------------------------------------------------------------------------
@@ -216,8 +242,13 @@ def _flat(points: np.ndarray) -> list[float]:
     return points.reshape(-1).tolist()
 
 
-def to_pose_keypoint(poses: PoseSequence, normalized: bool = True, layout: Layout = "openpose") -> list[dict]:
+def to_pose_keypoint(poses: PoseSequence, normalized: bool = True, layout: Layout = "openpose",
+                     person_ids: bool = False) -> list[dict]:
     """Write a POSE_KEYPOINT: normalized coordinates (what comfyui_controlnet_aux writes) or pixels.
+
+    ``person_ids`` (a tracked clip, ``track.track_people``): each person dict gets ``person_id``, its
+    row, and all-missing rows (the person is not in that frame) are not written; ``from_pose_keypoint``
+    puts every person back on its row. Readers that do not know the key ignore it.
 
     ``layout="openpose"`` writes BODY_18 plus face (70 points when the clip has pupils, else 68),
     hands, and ``foot_keypoints_2d`` when the clip has feet; ``"coco_wholebody"`` writes all 133
@@ -235,11 +266,14 @@ def to_pose_keypoint(poses: PoseSequence, normalized: bool = True, layout: Layou
         scaled = frame / scale
         scaled[frame[..., 2] <= 0] = 0.0
         people = []
-        for person in scaled:
+        for row, person in enumerate(scaled):
+            if person_ids and not (frame[row, :, 2] > 0).any():
+                continue
+            tag = {"person_id": row} if person_ids else {}
             if layout == "coco_wholebody":
                 people.append({"pose_keypoints_2d": _flat(to_coco_wholebody(person[None])[0]),
                                "face_keypoints_2d": [], "hand_left_keypoints_2d": [],
-                               "hand_right_keypoints_2d": []})
+                               "hand_right_keypoints_2d": [], **tag})
                 continue
             entry = {
                 "pose_keypoints_2d": _flat(person[sk.BODY]),
@@ -249,7 +283,7 @@ def to_pose_keypoint(poses: PoseSequence, normalized: bool = True, layout: Layou
             }
             if has_feet:
                 entry["foot_keypoints_2d"] = _flat(person[sk.FEET])
-            people.append(entry)
+            people.append({**entry, **tag})
         result.append({"people": people, "canvas_width": poses.width, "canvas_height": poses.height,
                        "coordinates": "normalized" if normalized else "pixels"})
     return result
