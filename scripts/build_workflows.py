@@ -1,5 +1,6 @@
-"""Writes the shipped UI workflows (workflows/dreamactor_m2_pose.json, workflows/dreamactor_m2_rgb.json)
-and their template-browser thumbnails.
+"""Writes the shipped UI workflows and their template-browser thumbnails: dreamactor_m2_pose and
+dreamactor_m2_rgb on the pack's own loaders and sampler, dreamactor_m2_native_pose and
+dreamactor_m2_native_rgb on ComfyUI's own HunyuanVideo 1.5 nodes (the native path).
 
 The graphs are declared here once, as nodes in groups with their links and widget values; each
 node's slots and widget order come from a running ComfyUI's /object_info, so the files match what
@@ -42,8 +43,11 @@ TALL_NODES = {"LoadImage": 340, "LoadVideo": 450, "SaveVideo": 380}  # room for 
 # Loader nodes whose default files get the frontend's "missing models" download links.
 _FOLDERS = {
     f"{PACK}LoadModel": ("diffusion_models",), f"{PACK}LoadVAE": ("vae",), f"{PACK}LoadTextEncoder": ("text_encoders",),
-    f"{PACK}LoadImageEncoder": ("clip_vision",),
+    f"{PACK}LoadImageEncoder": ("clip_vision",), "UNETLoader": ("diffusion_models",), "VAELoader": ("vae",),
+    "DualCLIPLoader": ("text_encoders",), "CLIPVisionLoader": ("clip_vision",),
 }
+PROMPT = {"motion": "a person is dancing", "appearance": "an astronaut in a white spacesuit",
+          "negative": "blurry, distorted body, extra limbs, flicker"}
 
 
 @dataclass
@@ -61,8 +65,9 @@ class Node:
 class WorkflowBuilder:
     """Nodes declared column by column (one group a column); ``to_json`` lays them out and links them."""
 
-    def __init__(self, object_info: dict) -> None:
+    def __init__(self, object_info: dict, prefix: str = "") -> None:
         self.info = object_info
+        self.prefix = prefix  # of the saved videos' names, so both paths' outputs sit side by side
         self.nodes: list[Node] = []
         self.groups: dict[str, str] = {}
 
@@ -105,6 +110,8 @@ class WorkflowBuilder:
                 values.append(options["default"])
             elif choices:
                 values.append(choices[0])
+            elif name in node.links_in and entry[0] == "STRING":
+                values.append("")  # a linked text widget with no default: what the frontend saves
             else:
                 raise ValueError(f"{node.type}.{name}: no value and no default")
             if has_control_widget(name, entry):
@@ -253,18 +260,56 @@ GROUP_NOTES = {
 }
 
 
-def build_workflow(object_info: dict, mode: str) -> dict:
-    """The UI-format workflow of ``mode`` ("pose" or "rgb")."""
-    b = WorkflowBuilder(object_info)
+NATIVE_README_NOTE = """## DreamActor-M2 · {title} · native ComfyUI nodes
+
+{summary}
+
+This graph runs the canvas through **ComfyUI's own HunyuanVideo 1.5 nodes** (Load Diffusion Model,
+LoraLoaderModelOnly, DualCLIPLoader, CLIP Vision, KSampler, VAE Decode); *DreamActor-M2 Canvas To
+Video* puts the canvas and its mask into the conditioning.
+
+**Model files** (ComfyUI `models/` folders):
+
+| file | folder |
+|---|---|
+| `{transformer}` | `diffusion_models/` |
+| `{vae}` | `vae/` |
+| `{text_encoder}` and `{glyph_encoder}` | `text_encoders/` |
+| `{image_encoder}` | `clip_vision/` |
+| `{lora}` | `loras/` |
+
+The first five are Comfy-Org's HunyuanVideo 1.5 files (the same as ComfyUI's own HunyuanVideo 1.5
+templates). Train the LoRA with `python -m dreamactor_core train`; it is saved in ComfyUI's key names.
+
+**Native or pack path?** Choose this one for ComfyUI's memory management, every sampler and
+scheduler, fp8 / GGUF model files and core speed-ups (EasyCache, torch.compile). Choose the
+`dreamactor_m2_{mode}` template for long videos (sliding windows), the exact training-time
+conditioning, or parity with the command line.
+
+**Use**: as the pack template: reference, driving video, prompt, queue. Low memory: set
+`weight_dtype` to fp8_e4m3fn in *Load Diffusion Model*.
+"""
+NATIVE_NOTES = {
+    "models": "Core loaders: transformer (Load Diffusion Model) + DreamActor LoRA (LoraLoaderModelOnly), "
+              "ModelSamplingSD3 shift 5 (the 480p image-to-video setting), VAE, text encoders "
+              "(DualCLIPLoader, type hunyuan_video_15) and SigLIP (Load CLIP Vision).",
+    "prompt": "Target-oriented prompt into core CLIP Text Encode; the reference picture into CLIP Vision "
+              "Encode (crop none: the whole picture, as in training).",
+    "generate": "Canvas To Video adds the canvas latent and mask to both conditionings and gives the empty "
+                "latent; KSampler (euler, simple, 30 steps, cfg 6), tiled decode, keep the generated half "
+                "(without the lead-in second) and save it.",
+}
+
+
+def _front(b: WorkflowBuilder, mode: str, readme: str) -> dict[str, tuple[Node, int]]:
+    """The columns both paths share: groups, notes, inputs, skeletons (pose mode) and the canvas with
+    its preview. Returns the outputs the rest of the graph links to."""
     for key, title in (("inputs", "1 · Reference and driving video"), ("pose", "2 · Skeletons from the video"),
                        ("canvas", "3 · In-context canvas"), ("models", "4 · Models"),
                        ("prompt", "5 · Target-oriented prompt"), ("generate", "6 · Generate and save")):
         if key != "pose" or mode == "pose":
             b.group(key, title)
-    lora = DEFAULT_MODELS[f"{mode}_lora"].name
-    names = {role: model.name for role, model in DEFAULT_MODELS.items()}
-    b.note("inputs", "Read me", README_NOTE.format(title=SUMMARIES[mode][0], summary=SUMMARIES[mode][1],
-                                                   lora=lora, **names), 560)
+    b.note("inputs", "Read me", readme, 560)
     b.note("inputs", "Inputs", GROUP_NOTES["inputs"], 110)
     reference = b.add("LoadImage", "inputs", title="Reference picture", image="reference.png")
     video = b.add("LoadVideo", "inputs", title="Driving video", file="driving.mp4")
@@ -284,38 +329,108 @@ def build_workflow(object_info: dict, mode: str) -> dict:
         motion = (render, 0)
         preview = b.add("CreateVideo", "pose", title="Skeleton video", images=motion, fps=fps)
         b.add("SaveVideo", "pose", title="Save skeleton preview", video=(preview, 0),
-              filename_prefix="dreamactor_m2/pose_skeletons")
+              filename_prefix=f"dreamactor_m2/{b.prefix}pose_skeletons")
     b.note("canvas", "Canvas", GROUP_NOTES["canvas"], 110)
     canvas = b.add(f"{PACK}BuildCanvas", "canvas", reference=(reference, 0), driving=motion, width=(width, 0),
                    height=(height, 0), fps=fps, reference_mask=(reference, 1))  # transparent PNGs: background
-    masks = b.add(f"{PACK}CanvasMasks", "canvas", canvas_info=(canvas, 1))
-    canvas_video = b.add("CreateVideo", "canvas", title="Canvas video", images=(canvas, 0), fps=fps)
+    return {"reference": (reference, 0), "canvas": (canvas, 0), "canvas_info": (canvas, 1), "fps": fps}
+
+
+def _canvas_preview(b: WorkflowBuilder, mode: str, out: dict) -> None:
+    canvas_video = b.add("CreateVideo", "canvas", title="Canvas video", images=out["canvas"], fps=out["fps"])
     b.add("SaveVideo", "canvas", title="Save canvas preview", video=(canvas_video, 0),
-          filename_prefix=f"dreamactor_m2/{mode}_canvas")
+          filename_prefix=f"dreamactor_m2/{b.prefix}{mode}_canvas")
+
+
+def _prompt(b: WorkflowBuilder) -> Node:
+    return b.add(f"{PACK}TargetOrientedPrompt", "prompt", motion=PROMPT["motion"], appearance=PROMPT["appearance"])
+
+
+def _result(b: WorkflowBuilder, mode: str, decoded: Node, out: dict) -> None:
+    """Keep the generated half (without the lead-in second) and save it."""
+    result = b.add(f"{PACK}ExtractResult", "generate", frames=(decoded, 0), canvas_info=out["canvas_info"])
+    video_out = b.add("CreateVideo", "generate", title="Animation video", images=(result, 0), fps=(result, 1))
+    b.add("SaveVideo", "generate", title="Save animation", video=(video_out, 0),
+          filename_prefix=f"dreamactor_m2/{b.prefix}{mode}_animation")
+
+
+def _names(mode: str) -> dict[str, str]:
+    return {"lora": DEFAULT_MODELS[f"{mode}_lora"].name} | {role: m.name for role, m in DEFAULT_MODELS.items()}
+
+
+def build_workflow(object_info: dict, mode: str) -> dict:
+    """The UI-format workflow of ``mode`` ("pose" or "rgb") on the pack's own loaders and sampler."""
+    b = WorkflowBuilder(object_info)
+    names = _names(mode)
+    out = _front(b, mode, README_NOTE.format(title=SUMMARIES[mode][0], summary=SUMMARIES[mode][1], mode=mode, **names))
+    masks = b.add(f"{PACK}CanvasMasks", "canvas", canvas_info=out["canvas_info"])
+    _canvas_preview(b, mode, out)
     b.note("models", "Models", GROUP_NOTES["models"], 90)
     model = b.add(f"{PACK}LoadModel", "models", model_name=names["transformer"])
-    with_lora = b.add(f"{PACK}LoadLora", "models", model=(model, 0), lora_name=lora, strength=1.0)
+    with_lora = b.add(f"{PACK}LoadLora", "models", model=(model, 0), lora_name=names["lora"], strength=1.0)
     vae = b.add(f"{PACK}LoadVAE", "models", vae_name=names["vae"])
     text_encoder = b.add(f"{PACK}LoadTextEncoder", "models", text_encoder_name=names["text_encoder"],
                          glyph_encoder_name=names["glyph_encoder"])
     image_encoder = b.add(f"{PACK}LoadImageEncoder", "models", image_encoder_name=names["image_encoder"])
     b.note("prompt", "Prompt", GROUP_NOTES["prompt"], 90)
-    prompt = b.add(f"{PACK}TargetOrientedPrompt", "prompt", motion="a person is dancing",
-                   appearance="an astronaut in a white spacesuit")
+    prompt = _prompt(b)
     text = b.add(f"{PACK}TextEncode", "prompt", text_encoder=(text_encoder, 0), prompt=(prompt, 0),
-                 negative_prompt="blurry, distorted body, extra limbs, flicker")
+                 negative_prompt=PROMPT["negative"])
     embedded = b.add(f"{PACK}ReferenceImageEmbed", "prompt", positive=(text, 0), negative=(text, 1),
-                     image_encoder=(image_encoder, 0), reference=(reference, 0))
+                     image_encoder=(image_encoder, 0), reference=out["reference"])
     b.note("generate", "Generate", GROUP_NOTES["generate"], 90)
-    latent = b.add(f"{PACK}EncodeCanvas", "generate", vae=(vae, 0), canvas=(canvas, 0))
+    latent = b.add(f"{PACK}EncodeCanvas", "generate", vae=(vae, 0), canvas=out["canvas"])
     samples = b.add(f"{PACK}Sampler", "generate", model=(with_lora, 0), positive=(embedded, 0),
                     negative=(embedded, 1), canvas_latent=(latent, 0), mask=(masks, 0), **SAMPLER)
     decoded = b.add(f"{PACK}DecodeLatent", "generate", vae=(vae, 0), samples=(samples, 0))
-    result = b.add(f"{PACK}ExtractResult", "generate", frames=(decoded, 0), canvas_info=(canvas, 1))
-    video_out = b.add("CreateVideo", "generate", title="Animation video", images=(result, 0), fps=(result, 1))
-    b.add("SaveVideo", "generate", title="Save animation", video=(video_out, 0),
-          filename_prefix=f"dreamactor_m2/{mode}_animation")
+    _result(b, mode, decoded, out)
     return b.to_json(str(uuid.uuid5(uuid.NAMESPACE_URL, f"dreamactor-m2/{mode}")))
+
+
+def build_native_workflow(object_info: dict, mode: str) -> dict:
+    """The UI-format workflow of ``mode`` on ComfyUI's own HunyuanVideo 1.5 stack: core loaders, text and
+    image encoders, KSampler and VAE decode, with the pack's pose, canvas, prompt and result nodes and
+    DreamActor-M2 Canvas To Video joining the two."""
+    b = WorkflowBuilder(object_info, prefix="native_")
+    names = _names(mode)
+    out = _front(b, mode, NATIVE_README_NOTE.format(title=SUMMARIES[mode][0], summary=SUMMARIES[mode][1], mode=mode, **names))
+    _canvas_preview(b, mode, out)
+    b.note("models", "Models", NATIVE_NOTES["models"], 130)
+    model = b.add("UNETLoader", "models", unet_name=names["transformer"], weight_dtype="default")
+    with_lora = b.add("LoraLoaderModelOnly", "models", model=(model, 0), lora_name=names["lora"], strength_model=1.0)
+    shifted = b.add("ModelSamplingSD3", "models", model=(with_lora, 0), shift=SAMPLER["shift"])
+    vae = b.add("VAELoader", "models", vae_name=names["vae"])
+    clip = b.add("DualCLIPLoader", "models", clip_name1=names["text_encoder"], clip_name2=names["glyph_encoder"],
+                 type="hunyuan_video_15")
+    clip_vision = b.add("CLIPVisionLoader", "models", clip_name=names["image_encoder"])
+    b.note("prompt", "Prompt", NATIVE_NOTES["prompt"], 110)
+    prompt = _prompt(b)
+    positive = b.add("CLIPTextEncode", "prompt", title="Positive prompt", text=(prompt, 0), clip=(clip, 0))
+    negative = b.add("CLIPTextEncode", "prompt", title="Negative prompt", text=PROMPT["negative"], clip=(clip, 0))
+    # No crop: SigLIP sees the whole reference squeezed to 384 x 384, as the pack's encoder (and training) does.
+    seen = b.add("CLIPVisionEncode", "prompt", title="Reference for SigLIP", clip_vision=(clip_vision, 0),
+                 image=out["reference"], crop="none")
+    b.note("generate", "Generate", NATIVE_NOTES["generate"], 110)
+    conditioned = b.add(f"{PACK}CanvasToVideo", "generate", positive=(positive, 0), negative=(negative, 0),
+                        vae=(vae, 0), canvas=out["canvas"], canvas_info=out["canvas_info"],
+                        clip_vision_output=(seen, 0), model=(shifted, 0))
+    samples = b.add("KSampler", "generate", model=(shifted, 0), positive=(conditioned, 0), negative=(conditioned, 1),
+                    latent_image=(conditioned, 2), seed=SAMPLER["seed"], steps=SAMPLER["steps"], cfg=SAMPLER["cfg"],
+                    sampler_name=SAMPLER["solver"], scheduler="simple", denoise=1.0)
+    decoded = b.add("VAEDecodeTiled", "generate", samples=(samples, 0), vae=(vae, 0))
+    _result(b, mode, decoded, out)
+    return b.to_json(str(uuid.uuid5(uuid.NAMESPACE_URL, f"dreamactor-m2/native_{mode}")))
+
+
+# File stem -> (builder, mode, thumbnail mode): every shipped workflow.
+WORKFLOW_BUILDERS = {f"dreamactor_m2_{mode}": (build_workflow, mode) for mode in MODES} | {
+    f"dreamactor_m2_native_{mode}": (build_native_workflow, mode) for mode in MODES}
+
+
+def build(object_info: dict, name: str) -> dict:
+    """The shipped workflow ``workflows/<name>.json``."""
+    builder, mode = WORKFLOW_BUILDERS[name]
+    return builder(object_info, mode)
 
 
 def write_thumbnail(mode: str, path: Path) -> Path:
@@ -342,9 +457,9 @@ def write_thumbnail(mode: str, path: Path) -> Path:
 
 def write_all(object_info: dict, thumbnails: bool = True) -> list[Path]:
     written = []
-    for mode in MODES:
-        path = WORKFLOWS / f"dreamactor_m2_{mode}.json"
-        path.write_text(json.dumps(build_workflow(object_info, mode), indent=1) + "\n")
+    for name, (_, mode) in WORKFLOW_BUILDERS.items():
+        path = WORKFLOWS / f"{name}.json"
+        path.write_text(json.dumps(build(object_info, name), indent=1) + "\n")
         written.append(path)
         if thumbnails:
             written.append(write_thumbnail(mode, path.with_suffix(".jpg")))

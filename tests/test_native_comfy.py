@@ -1,11 +1,10 @@
 """The native path: the canvas as conditioning of ComfyUI's own models (dreamactor_core.canvas.native,
 nodes/native.py), checked against ComfyUI 0.3.75's own model, sampler and LoRA loader.
 
-ComfyUI builds HunyuanVideo 1.5 from a file with fixed widths (head 128, MLP x4, SigLIP 1152, ByT5
-1472) and its HV1.5 VAE and text encoders at full size only, so the ComfyUI-side HV1.5 model here is
-"narrow" (one head of 128, one block, 10 M parameters, the real input widths) and the canvas latent is
-fed directly; the Canvas To Video node itself runs with a tiny Wan 2.1 VAE, whose width ComfyUI
-reads from the file.
+The ComfyUI-side HV1.5 model here is the narrow one of tests/native_fixtures.py (ComfyUI builds HV1.5
+at fixed widths) and the canvas latent is fed directly; the decoded results go through ComfyUI's own
+HV1.5 VAE classes at narrow width (the test-only loader in tests/comfy_probe); the Canvas To Video node
+itself runs with a tiny Wan 2.1 VAE, whose width ComfyUI reads from the file.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from native_fixtures import write_narrow_transformer, write_narrow_vae, write_trained_lora
 
 from comfy_harness.provision import ensure_comfyui
 from comfy_harness.server import PromptFailed
@@ -23,14 +22,9 @@ from dreamactor_core.canvas import native
 from dreamactor_core.canvas.composite import build_canvas
 from dreamactor_core.canvas.masks import canvas_mask
 from dreamactor_core.errors import DreamActorError
-from dreamactor_core.models.backbones import get_adapter
 from dreamactor_core.sampling.schedules import sigma_schedule
-from dreamactor_core.train.lora_peft import lora_metadata, save_lora
 
 HV15, WAN = native.NATIVE_FAMILIES
-NARROW = dict(in_channels=65, out_channels=32, num_attention_heads=1, attention_head_dim=128, num_layers=1,
-              num_refiner_layers=2, mlp_ratio=4.0, text_embed_dim=32, text_embed_2_dim=1472, image_embed_dim=1152,
-              rope_axes_dim=(16, 56, 56))
 STEPS, CFG, SHIFT, SEED = 4, 3.0, 5.0, 11
 
 
@@ -99,30 +93,11 @@ def test_model_of_another_family_is_named(model_class, channels, message):
 
 # ----- inside ComfyUI -----
 
-def _narrow_transformer(path):
-    import diffusers
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        transformer = diffusers.HunyuanVideo15Transformer3DModel(**NARROW).eval()
-    adapter = get_adapter("hunyuan_video_15")
-    original = adapter.to_original_names(transformer.state_dict())
-    save_file({f"model.diffusion_model.{k}": v.contiguous() for k, v in adapter.to_comfy_names(original).items()},
-              str(path))
-    return transformer, adapter
-
-
-def _trained_lora(transformer, adapter, path):
-    """A LoRA written by the trainer's own save path (random, so it changes the result visibly)."""
-    targets = adapter.visual_ffn_modules(transformer)
-    generator = torch.Generator().manual_seed(5)
-    tensors = {}
-    for name in targets:
-        module = transformer.get_submodule(name)
-        tensors[f"{name}.lora_A"] = torch.randn(4, module.in_features, generator=generator) / module.in_features**0.5
-        tensors[f"{name}.lora_B"] = torch.randn(module.out_features, 4, generator=generator) * 0.5
-    save_lora(path, tensors, lora_metadata("hunyuan_video_15", 4, 8.0, "pose", 1, targets, "none"))
-    return len(targets)
+# Build Canvas on the fed reference and driving frames: the layout of _layout().
+BUILD_CANVAS = {"class_type": "DreamActorM2_BuildCanvas", "inputs": {
+    "reference": ["reference", 0], "driving": ["driving", 0], "width": 0, "height": 0, "fit": "pad",
+    "frame_rule": "pad", "transition": False, "fps": 24.0, "background": "#000000"}}
+RESULTS = ("custom", "ksampler", "pack")  # the sampled latents compared
 
 
 def _graph(lora: str | None) -> dict:
@@ -165,17 +140,32 @@ def _graph(lora: str | None) -> dict:
             "canvas_latent": ["canvas_latent", 0], "mask": ["mask", 0], "seed": SEED, "steps": STEPS, "cfg": CFG,
             "shift": SHIFT, "solver": "euler", "denoise": 1.0}},
     })
-    for node, output in (("custom", 0), ("ksampler", 0), ("pack", 0)):
-        graph[f"probe_{node}"] = {"class_type": "DreamActorTest_Probe",
-                                  "inputs": {"value": [node, output], "name": node}}
+    # Each latent decoded by ComfyUI's own HV1.5 VAE classes (narrow) and cut by the pack's Extract Result.
+    graph.update({
+        "vae": {"class_type": "DreamActorTest_NarrowHV15VAELoader", "inputs": {"vae_name": "narrow_hv15_vae.safetensors"}},
+        "reference": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_reference"}},
+        "driving": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_driving"}},
+        "build": BUILD_CANVAS,
+    })
+    for node in RESULTS:
+        graph[f"decode_{node}"] = {"class_type": "VAEDecode", "inputs": {"samples": [node, 0], "vae": ["vae", 0]}}
+        graph[f"extract_{node}"] = {"class_type": "DreamActorM2_ExtractResult", "inputs": {
+            "frames": [f"decode_{node}", 0], "canvas_info": ["build", 1], "cut_transition": True,
+            "drop_reference_frame": False, "size": "reference"}}
+        graph[f"probe_{node}"] = {"class_type": "DreamActorTest_Probe", "inputs": {"value": [node, 0], "name": node}}
+        graph[f"probe_result_{node}"] = {"class_type": "DreamActorTest_Probe",
+                                         "inputs": {"value": [f"extract_{node}", 0], "name": f"result_{node}"}}
     return graph
 
 
 @pytest.fixture(scope="module")
 def native_run(comfy):
     """One run of both paths, plain and with a trainer-written LoRA, on the same narrow weights."""
-    transformer, adapter = _narrow_transformer(comfy.models_dir / "diffusion_models" / "narrow_hv15.safetensors")
-    lora_layers = _trained_lora(transformer, adapter, comfy.models_dir / "loras" / "narrow_trained.safetensors")
+    transformer, adapter = write_narrow_transformer(comfy.models_dir / "diffusion_models" / "narrow_hv15.safetensors")
+    lora_layers = write_trained_lora(transformer, adapter, comfy.models_dir / "loras" / "narrow_trained.safetensors")
+    write_narrow_vae(comfy.models_dir / "vae" / "narrow_hv15_vae.safetensors")
+    comfy.feed("nat_reference", torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(1)))
+    comfy.feed("nat_driving", torch.rand(9, 64, 64, 3, generator=torch.Generator().manual_seed(2)))
     _, layout = _layout()
     generator = torch.Generator().manual_seed(3)
     raw = torch.randn(native.latent_shape(layout, HV15), generator=generator)  # a raw VAE latent of the canvas
@@ -190,7 +180,8 @@ def native_run(comfy):
     out = {}
     for tag, lora in (("plain", None), ("lora", "narrow_trained.safetensors")):
         comfy.run(_graph(lora))
-        out[tag] = {name: comfy.probe(name)["samples"] for name in ("custom", "ksampler", "pack")}
+        out[tag] = {name: comfy.probe(name)["samples"] for name in RESULTS}
+        out[f"{tag}_result"] = {name: comfy.probe(f"result_{name}") for name in RESULTS}
     out["log"] = comfy.log_path.read_text(errors="replace")
     out["lora_layers"] = lora_layers
     return out
@@ -208,6 +199,26 @@ def test_native_sampler_equals_the_pack_sampler(native_run, tag):
     a LATENT-scale slip (3.7 %) or an inverted mask (whole halves) is orders of magnitude larger."""
     latents = native_run[tag]
     assert _relative(latents["custom"], latents["pack"]) < 1e-4
+
+
+@pytest.mark.comfy
+@pytest.mark.parametrize("tag", ["plain", "lora"])
+def test_native_graph_gives_the_pack_sampler_result_through_extract_result(native_run, tag):
+    """The other half of the equivalence: each latent decoded by the same VAE (ComfyUI's HV1.5 classes;
+    LATENT means raw VAE latent on both paths) and cut by the pack's Extract Result. The latents agree
+    to ~1e-6 relative; the decoder maps a latent step of d to a pixel step of about d times its gain
+    (measured below 1e-5 in 0..1 pixel units); 1e-4 leaves margin and stays >100x below what the
+    LoRA changes, so a wrong half, frame count or mask would fail."""
+    results, plain = native_run[f"{tag}_result"], native_run["plain_result"]
+    frames = results["pack"]
+    assert frames.shape == (9, 64, 64, 3)  # the left half, 9 frames, at the reference's size
+    for native_name in ("custom", "ksampler"):
+        native_frames = results[native_name]
+        assert native_frames.shape == frames.shape
+        bound = 1e-4 if native_name == "custom" else 1e-2  # KSampler's schedule: see the test below
+        assert float((native_frames - frames).abs().max()) < bound
+    lora_effect = float((native_run["lora_result"]["pack"] - plain["pack"]).abs().max())
+    assert lora_effect > 100 * 1e-4
 
 
 @pytest.mark.comfy
@@ -250,9 +261,7 @@ def _canvas_graph(model: bool = False, canvas: str = "build") -> dict:
         "vae": {"class_type": "VAELoader", "inputs": {"vae_name": "tiny_wan21_vae.safetensors"}},
         "reference": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_reference"}},
         "driving": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_driving"}},
-        "build": {"class_type": "DreamActorM2_BuildCanvas", "inputs": {
-            "reference": ["reference", 0], "driving": ["driving", 0], "width": 0, "height": 0, "fit": "pad",
-            "frame_rule": "pad", "transition": False, "fps": 24.0, "background": "#000000"}},
+        "build": BUILD_CANVAS,
         "bad_canvas": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_bad_canvas"}},
         "positive": {"class_type": "DreamActorTest_Feed", "inputs": {"name": "nat_cond"}},
         "to_video": {"class_type": "DreamActorM2_CanvasToVideo", "inputs": {

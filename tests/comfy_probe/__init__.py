@@ -166,4 +166,143 @@ def _add_routes() -> None:
 
 _add_routes()
 
-NODE_CLASS_MAPPINGS = {"DreamActorTest_Probe": Probe, "DreamActorTest_Feed": Feed, "DreamActorTest_Watch": Watch}
+# --- narrow stand-ins for the native workflows (tests/test_workflows_comfy.py) -------------------
+# ComfyUI 0.3.75 builds the HunyuanVideo 1.5 VAE, Qwen2.5-VL 7B and SigLIP-384 at their real, fixed
+# sizes whatever the file holds; these loaders build the same ComfyUI classes at the widths a file
+# holds, so the rest of a native graph (VAE Encode/Decode, CLIP Vision Encode, CLIP Text Encode, the
+# model) runs ComfyUI's own code in CI time.
+
+def _folder_file(folder: str, name: str) -> dict:
+    import comfy.utils
+
+    return comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise(folder, name), safe_load=True)
+
+
+def _indices(keys, pattern: str) -> int:
+    import re
+
+    return 1 + max(int(m.group(1)) for k in keys if (m := re.match(pattern, k)))
+
+
+class NarrowHV15VAELoader:
+    """Core VAELoader for a narrow HunyuanVideo 1.5 VAE file (ComfyUI's key layout): comfy.sd.VAE
+    detects HV1.5 as usual (latent 32, 16x / 4x, its latent format and memory rules) while its
+    encoder and decoder classes (comfy.ldm.hunyuan_video.vae_refiner) are built at the file's
+    widths instead of the hard-coded [128, 256, 512, 1024, 1024] x 2 blocks."""
+
+    CATEGORY = "DreamActor-M2 tests"
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"vae_name": (folder_paths.get_filename_list("vae"),)}}
+
+    def load(self, vae_name: str):
+        import comfy.ldm.hunyuan_video.vae_refiner as refiner
+        import comfy.sd
+
+        sd = _folder_file("vae", vae_name)
+        stages = _indices(sd, r"encoder\.down\.(\d+)\.")
+        narrow = {"block_out_channels": [sd[f"encoder.down.{i}.block.0.conv2.conv.weight"].shape[0] for i in range(stages)],
+                  "num_res_blocks": _indices(sd, r"encoder\.down\.0\.block\.(\d+)\.")}
+
+        class Encoder(refiner.Encoder):
+            def __init__(self, **config):
+                super().__init__(**{**config, **narrow})
+
+        class Decoder(refiner.Decoder):
+            def __init__(self, **config):
+                super().__init__(**{**config, **narrow})
+
+        real = refiner.Encoder, refiner.Decoder
+        refiner.Encoder, refiner.Decoder = Encoder, Decoder
+        try:
+            vae = comfy.sd.VAE(sd=sd)
+        finally:
+            refiner.Encoder, refiner.Decoder = real
+        missing, unexpected = vae.first_stage_model.load_state_dict(sd, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"narrow HV1.5 VAE {vae_name}: missing {missing}, unexpected {unexpected}")
+        return (vae,)
+
+
+class NarrowCLIPVisionLoader:
+    """Core CLIPVisionLoader for a narrow SigLIP file: ComfyUI's own ClipVisionModel (its
+    preprocessing, crop option and hidden-state outputs) with SigLIP-384's config, the layer count and
+    MLP width read from the file (ComfyUI recognises SigLIP only with 23+ full layers)."""
+
+    CATEGORY = "DreamActor-M2 tests"
+    RETURN_TYPES = ("CLIP_VISION",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"clip_name": (folder_paths.get_filename_list("clip_vision"),)}}
+
+    def load(self, clip_name: str):
+        import json
+        import tempfile
+
+        import comfy.clip_vision
+
+        sd = _folder_file("clip_vision", clip_name)
+        config = json.loads((Path(comfy.clip_vision.__file__).parent / "clip_vision_siglip_384.json").read_text())
+        config.update(num_hidden_layers=_indices(sd, r"vision_model\.encoder\.layers\.(\d+)\."),
+                      intermediate_size=sd["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0])
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+            json.dump(config, handle)
+        clip = comfy.clip_vision.ClipVisionModel(handle.name)
+        Path(handle.name).unlink()
+        missing, _ = clip.load_sd(sd)
+        if missing:
+            raise ValueError(f"narrow SigLIP {clip_name}: missing {missing}")
+        return (clip,)
+
+
+class _RecordingTextEncoder:
+    """A CLIP for core CLIP Text Encode: ``tokenize`` records the text, ``encode_from_tokens_scheduled``
+    returns HunyuanVideo 1.5's conditioning form ([1, tokens, width], no pooled output), seeded by
+    the text so equal prompts give equal conditioning."""
+
+    def __init__(self, width: int, record: Path) -> None:
+        self.width, self.record = width, record
+
+    def tokenize(self, text: str) -> str:
+        seen = load_value(self.record) if self.record.with_suffix(".json").exists() else []
+        save_value([*seen, text], self.record)
+        return text
+
+    def encode_from_tokens_scheduled(self, text: str, **_) -> list:
+        import zlib
+
+        import torch
+
+        generator = torch.Generator().manual_seed(zlib.crc32(text.encode()))
+        tokens = max(1, len(text.split()))
+        return [[torch.randn(1, tokens, self.width, generator=generator), {"pooled_output": None}]]
+
+
+class RecordingTextEncoderLoader:
+    """Stands in for DualCLIPLoader (Qwen2.5-VL 7B + ByT5, built at full size by ComfyUI): a CLIP whose
+    encodings are seeded by the text and whose texts are saved under output/dreamactor_probes/<name>."""
+
+    CATEGORY = "DreamActor-M2 tests"
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"width": ("INT", {"default": 32, "min": 1, "max": 8192}),
+                             "name": ("STRING", {"default": "texts"})}}
+
+    def load(self, width: int, name: str):
+        record = Path(folder_paths.get_output_directory()) / PROBE_FOLDER / name
+        record.with_suffix(".json").unlink(missing_ok=True)
+        return (_RecordingTextEncoder(width, record),)
+
+
+NODE_CLASS_MAPPINGS = {"DreamActorTest_Probe": Probe, "DreamActorTest_Feed": Feed, "DreamActorTest_Watch": Watch,
+                       "DreamActorTest_NarrowHV15VAELoader": NarrowHV15VAELoader,
+                       "DreamActorTest_NarrowCLIPVisionLoader": NarrowCLIPVisionLoader,
+                       "DreamActorTest_RecordingTextEncoderLoader": RecordingTextEncoderLoader}
