@@ -103,9 +103,12 @@ def _check_formats(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str
 
 def quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(fp8 weight, float32 scale) with ``fp8 * scale ~= weight``: the largest magnitude maps to fp8's
-    maximum (448), as ComfyUI's scaled files are made. Works on deferred tensors too."""
-    scale = (weight.float().abs().amax() / _FP8_MAX).clamp_min(torch.finfo(torch.float32).tiny)
-    return (weight.float() / scale).to(FP8), scale
+    maximum (448), scaled in the weight's own dtype and clamped, as ComfyUI's ``TensorCoreFP8Layout``
+    quantises (so the transient memory is about one more copy of the tensor in its dtype, not fp32
+    ones). Works on deferred tensors too."""
+    scale = (weight.abs().amax().float() / _FP8_MAX).clamp_min(torch.finfo(torch.float32).tiny)
+    scaled = weight * (1.0 / scale).to(weight.dtype)
+    return scaled.clamp(-_FP8_MAX, _FP8_MAX).to(FP8), scale
 
 
 def scales_for(converted: Mapping[str, torch.Tensor], scales: Mapping[str, torch.Tensor],

@@ -159,7 +159,9 @@ def fill(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, dtype: to
     """Give every parameter and buffer of ``model`` (built on the meta device) its value from ``state``,
     one tensor at a time: read (deferred tensors), cast on the CPU to ``dtype`` (floating tensors
     not named in ``keep``), copied to its own storage, moved to ``device``, assigned. The peak is the
-    model plus the tensor in hand. Tied weights are filled once. ``strict``: keys the model lacks
+    model plus the tensor in hand. Tied weights are filled once. On the CPU a weight read in its
+    stored dtype stays on the pages safetensors maps from the file (page cache, no copy), as
+    transformers' and diffusers' CPU loads do. ``strict``: keys the model lacks
     are an error (else ignored, as an encoder file's extra heads are)."""
     check_fits(model, state, source, what, strict)
     keep = set(keep)

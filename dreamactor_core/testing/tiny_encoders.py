@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from .tiny_models import comfy_fp8_scaled
+
 QWEN_CONFIG = dict(vocab_size=259, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
                    num_key_value_heads=1, rms_norm_eps=1e-6, bos_token_id=None, eos_token_id=None,
                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]})
@@ -92,12 +94,5 @@ def write_tiny_encoders(text_dir: Path, vision_dir: Path) -> dict[str, Path]:
 
 
 def _fp8_scaled(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}
-    for key, value in state_dict.items():
-        if key.endswith("proj.weight"):
-            scale = value.abs().max() / 448.0
-            out[key] = (value / scale).to(torch.float8_e4m3fn)
-            out[key[: -len(".weight")] + ".scale_weight"] = scale.clone()
-        else:
-            out[key] = value
-    return out
+    """The Qwen weights in ComfyUI's fp8 "scaled" convention (projection weights fp8 with scales)."""
+    return comfy_fp8_scaled(state_dict, lambda key, value: key.endswith("proj.weight"))

@@ -143,3 +143,25 @@ def write_tiny_models(models_dir: str | Path, backbone: str = "hunyuan_video_15"
         lora = ffn_lora_state_dict(transformer, backbone, layout=layout, seed=seed + 7)
         paths[key] = _save(lora, models_dir / "loras" / f"{name}_ffn_lora_{layout}.safetensors")
     return paths
+
+
+def comfy_fp8_scaled(state_dict: dict[str, torch.Tensor], select, prefix: str = "",
+                     scale_input: bool = False) -> dict[str, torch.Tensor]:
+    """``state_dict`` in ComfyUI's fp8 "scaled" convention, as Comfy-Org's ``*_fp8_scaled`` files are:
+    each weight ``select(key)`` picks becomes float8_e4m3fn with a float32 ``<layer>.scale_weight``
+    beside it (weight ~= fp8 * scale; comfy/ops.py ``scaled_fp8_ops``), optionally a
+    ``<layer>.scale_input`` (1.0, as files made for fp8 matrix multiplication carry), and the
+    ``<prefix>scaled_fp8`` marker, an empty fp8 tensor (what comfy/model_base.py writes and
+    comfy/model_detection.py looks for)."""
+    from ..models.fp8 import FP8, quantize
+
+    out: dict[str, torch.Tensor] = {f"{prefix}scaled_fp8": torch.zeros(0, dtype=FP8)}
+    for key, value in state_dict.items():
+        if not select(key, value):
+            out[key] = value
+            continue
+        layer = key[: -len(".weight")]
+        out[key], out[f"{layer}.scale_weight"] = quantize(value)
+        if scale_input:
+            out[f"{layer}.scale_input"] = torch.tensor(1.0)
+    return out
