@@ -5,6 +5,10 @@ packs them) and predicts the flow velocity v = noise - x0, with x_t = (1 - s) x0
 condition never changes during sampling; only the noisy latent moves from s = 1 (or the denoise
 start) to s = 0. Noise comes from a CPU generator, so a seed gives the same video on any device.
 Long videos: ``window_frames`` splits the latent frames into overlapping windows (``windows.py``).
+Steps, cfg and shift left at None come from the transformer's release (``models/variants.py``); a
+step-distilled (MeanFlow) model also gets the level each step lands on (``timestep_r``).
+``cache_threshold`` > 0 skips most of a forward when its first block predicts little change
+(``step_cache.py``), with one cache state per guidance branch and window.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from typing import Any, Callable, Mapping
 import torch
 
 from ..errors import DreamActorError
-from ..models import memory
+from ..models import memory, variants
 from ..models.loading import DreamActorModel
 from ..models.lora import lora_patches
 from ..progress import ProgressHook, report
 from .schedules import sigma_schedule
 from .solvers import SOLVERS, forwards_per_run, make_solver
+from .step_cache import StepCache
 from .windows import temporal_windows, window_weights
 
 # How the canvas's empty regions (mask 0: the reference half after frame 0) reach the model:
@@ -101,9 +106,13 @@ class GuidedVelocity:
     the text branches, blended over temporal windows. Counts transformer forwards for ``progress``."""
 
     def __init__(self, model: DreamActorModel, texts: list[Any], cfg: float, condition: torch.Tensor,
-                 mask: torch.Tensor, windows: list[list[int]], progress: ProgressHook | None, total: int) -> None:
+                 mask: torch.Tensor, windows: list[list[int]], progress: ProgressHook | None, total: int,
+                 cache: StepCache | None = None, landing: Mapping[float, float] | None = None) -> None:
         self.adapter, self.transformer = model.adapter, model.transformer
         self.texts, self.cfg = texts, cfg
+        self.cache = cache or StepCache(model.transformer, 0.0)
+        # MeanFlow models: noise level -> the level its step lands on (fed as timestep_r).
+        self.landing = landing
         self.condition, self.mask = condition, mask
         self.dtype, device = condition.dtype, condition.device
         # Per window: frame indices, blend weight, and the fixed condition and mask slices (cut once).
@@ -116,18 +125,23 @@ class GuidedVelocity:
 
     def __call__(self, latent: torch.Tensor, sigma: float) -> torch.Tensor:
         timestep = torch.full((latent.shape[0],), sigma * 1000.0, device=latent.device, dtype=self.dtype)
+        extra = {} if self.landing is None else {"timestep_r": torch.full_like(timestep, self.landing[sigma] * 1000.0)}
         if len(self.parts) == 1:
-            return self._guided(self.adapter.pack_input(latent.to(self.dtype), self.condition, self.mask), timestep)
+            model_input = self.adapter.pack_input(latent.to(self.dtype), self.condition, self.mask)
+            return self._guided(model_input, timestep, extra, 0)
         blended = torch.zeros_like(latent)
-        for index, weight, window_condition, window_mask in self.parts:
+        for window, (index, weight, window_condition, window_mask) in enumerate(self.parts):
             window_input = self.adapter.pack_input(latent[:, :, index].to(self.dtype), window_condition, window_mask)
-            blended.index_add_(2, index, weight * self._guided(window_input, timestep))
+            blended.index_add_(2, index, weight * self._guided(window_input, timestep, extra, window))
         return blended
 
-    def _guided(self, model_input: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    def _guided(self, model_input: torch.Tensor, timestep: torch.Tensor, extra: dict[str, torch.Tensor],
+                window: int) -> torch.Tensor:
         predictions = []
-        for text in self.texts:
-            predictions.append(self.adapter.predict_velocity(self.transformer, model_input, timestep, text).float())
+        for branch, text in enumerate(self.texts):
+            with self.cache.context(f"branch{branch}-window{window}"):
+                velocity = self.adapter.predict_velocity(self.transformer, model_input, timestep, {**text, **extra})
+            predictions.append(velocity.float())
             self.done += 1
             report(self.progress, self.done, self.total)
         if len(predictions) == 1:
@@ -143,8 +157,8 @@ def sample(
     *,
     negative: Any = None,
     seed: int = 0,
-    steps: int = 20,
-    cfg: float = 6.0,
+    steps: int | None = None,
+    cfg: float | None = None,
     shift: float | None = None,
     solver: str = "euler",
     denoise: float = 1.0,
@@ -152,6 +166,7 @@ def sample(
     window_frames: int = 0,
     window_overlap: int = 2,
     empty_regions: str = "encoded_black",
+    cache_threshold: float = 0.0,
     progress: ProgressHook | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
@@ -162,11 +177,17 @@ def sample(
     transformer forward (it may raise to interrupt); ``on_step(step, x0)`` after every step with
     the current clean-latent estimate (for previews). ``empty_regions``: see ``EMPTY_REGIONS``.
     LoRAs on ``model`` are applied for the run and removed on the way out, also on error or interrupt.
+    ``steps``/``cfg``/``shift`` None: the model release's defaults (``models.variants``).
+    ``cache_threshold``: 0 runs every forward whole; above 0 the step cache skips forwards whose first
+    block changed less than that (relative), state reset for every run.
     """
+    variant = variants.model_variant(model)
+    steps, cfg, shift = variants.resolve(variant, steps, cfg, shift)
     _check_inputs(model, condition, mask, steps, solver, denoise, init_latent, cfg, negative, empty_regions)
+    cache = StepCache(model.transformer, cache_threshold)
     adapter, transformer = model.adapter, model.transformer
     device, dtype = memory.compute_device(transformer), next(transformer.parameters()).dtype
-    sigmas = sigma_schedule(steps, adapter.default_shift if shift is None else shift, denoise)
+    sigmas = sigma_schedule(steps, shift, denoise)
     generator = torch.Generator("cpu").manual_seed(int(seed))
     noise = torch.randn(condition.shape, generator=generator, dtype=torch.float32).to(device)
     x = noise if init_latent is None or denoise >= 1.0 else noised(init_latent.to(device, torch.float32), noise, sigmas[0])
@@ -179,9 +200,10 @@ def sample(
              for c in ([positive, negative] if cfg != 1.0 else [positive])]
     windows = temporal_windows(condition.shape[2], window_frames, window_overlap)
     total = len(texts) * len(windows) * forwards_per_run(solver, steps)
-    velocity = GuidedVelocity(model, texts, cfg, condition, mask, windows, progress, total)
+    landing = dict(zip(sigmas[:-1], sigmas[1:])) if variant.meanflow else None
+    velocity = GuidedVelocity(model, texts, cfg, condition, mask, windows, progress, total, cache, landing)
     stepper = make_solver(solver)
-    with torch.inference_mode(), memory.resident(transformer, "transformer"), lora_patches(model):
+    with torch.inference_mode(), memory.resident(transformer, "transformer"), lora_patches(model), cache:
         for step, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
             v = velocity(x, s)
             if on_step is not None:

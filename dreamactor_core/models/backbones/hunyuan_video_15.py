@@ -20,6 +20,7 @@ import torch
 
 from ...errors import DreamActorError
 from ..attention import install as install_attention
+from ..variants import check_hunyuan_video_15
 from .base import BackboneAdapter, KeyShapes
 from .keymap import KeyMap, ModuleName, Rename, SubstringRenames, count_indexed, strip_common_prefix, unprefixed
 
@@ -207,6 +208,7 @@ class HunyuanVideo15(BackboneAdapter):
         try:
             patch = sd["img_in.proj.weight"]
             inner, in_channels, patch_t, patch_h, _ = patch.shape
+            check_hunyuan_video_15(sd, in_channels)
             head_dim = sd["double_blocks.0.img_attn_q_norm.weight"].shape[0]
             keys = list(sd)
             config = self.shipped_config(self.transformer_config_file)
