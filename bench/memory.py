@@ -129,33 +129,6 @@ def write_files(folder: Path) -> None:
 
 
 # ----- one load, in a child process -----
-class _CopyingSafeOpen:
-    """``safetensors.safe_open`` whose tensors are copies in anonymous memory: a device that cannot
-    map the file (a GPU). Without it the CPU's reads are page cache, which would hide a second copy."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        self._inner = _REAL_SAFE_OPEN(*args, **kwargs)
-
-    def __enter__(self) -> "_CopyingSafeOpen":
-        self._inner.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._inner.__exit__(*exc)
-
-    def get_tensor(self, name: str):
-        return self._inner.get_tensor(name).clone()
-
-    def get_tensors(self) -> dict:
-        return {name: self.get_tensor(name) for name in self._inner.keys()}
-
-    def __getattr__(self, name: str):
-        return getattr(self._inner, name)
-
-
-_REAL_SAFE_OPEN = None
-
-
 def child(code: str, folder: Path) -> None:
     """Run in a fresh process: every load with the pack at ``code`` (a source folder), one JSON line
     each; the model is freed between loads and the peak measured from the RSS before each."""
@@ -165,12 +138,6 @@ def child(code: str, folder: Path) -> None:
     spec = importlib.util.spec_from_file_location("real_size", ROOT / "dreamactor_core" / "testing" / "real_size.py")
     real_size = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(real_size)
-    global _REAL_SAFE_OPEN
-    import safetensors
-    import safetensors.torch
-
-    _REAL_SAFE_OPEN = safetensors.safe_open
-    safetensors.safe_open = safetensors.torch.safe_open = _CopyingSafeOpen
     import accelerate  # noqa: F401  (imports and class registries are not the load's memory)
     import diffusers
     import transformers
@@ -181,7 +148,8 @@ def child(code: str, folder: Path) -> None:
         getattr(transformers, name)
     for case in CASES:
         try:
-            result = _load_one(real_size, case, folder)
+            with real_size.device_reads():
+                result = _load_one(real_size, case, folder)
         except Exception as error:  # the old code's failures are part of the report
             result = {"error": f"{type(error).__name__}: {error}"[:200]}
         gc.collect()

@@ -16,8 +16,9 @@ import os
 import struct
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import torch
 
@@ -94,3 +95,44 @@ class PeakMemory:
         self._thread.join()
         self._sample()
         self.hwm = _status()["VmHWM"] - self._rss0
+
+
+class _CopyingSafeOpen:
+    """``safetensors.safe_open`` whose tensors are copies in anonymous memory."""
+
+    real = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._inner = _CopyingSafeOpen.real(*args, **kwargs)
+
+    def __enter__(self) -> "_CopyingSafeOpen":
+        self._inner.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._inner.__exit__(*exc)
+
+    def get_tensor(self, name: str) -> torch.Tensor:
+        return self._inner.get_tensor(name).clone()
+
+    def get_tensors(self) -> dict[str, torch.Tensor]:
+        return {name: self.get_tensor(name) for name in self._inner.keys()}
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+@contextmanager
+def device_reads() -> Iterator[None]:
+    """Every tensor read with safetensors is a copy in anonymous memory, as a load to a GPU holds it.
+    On the CPU a read tensor is the memory-mapped file's page cache (RssFile), which would hide a
+    second copy from an RSS measurement."""
+    import safetensors
+    import safetensors.torch
+
+    _CopyingSafeOpen.real = saved = safetensors.safe_open
+    safetensors.safe_open = safetensors.torch.safe_open = _CopyingSafeOpen
+    try:
+        yield
+    finally:
+        safetensors.safe_open = safetensors.torch.safe_open = saved
