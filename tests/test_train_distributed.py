@@ -10,11 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from train_fixtures import video_folder
+from train_fixtures import tiny_model_paths, video_folder
 
 from dreamactor_core.app.cli import main
 from dreamactor_core.models import checkpoints
 from dreamactor_core.train.config import make_config
+from dreamactor_core.train.loop import train
 from dreamactor_core.train.stages import pose_stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,3 +56,16 @@ def test_two_gloo_processes_of_batch_1_equal_one_process_of_batch_2(tmp_path, tr
     ups = [key for key in expected if "lora_up" in key]
     assert ups, sorted(expected)
     assert min(expected[key].abs().max().item() for key in ups) > 1e-4
+
+
+def test_fsdp_on_cpu_processes_says_it_does_not_shard(tmp_path, train_cache):
+    """accelerate applies its FSDP plugin to GPU processes only: a CPU run trains unsharded and says so."""
+    videos = video_folder(tmp_path / "clips", frames=5)
+    config = make_config({"min_frames": 5, "max_frames": 5, "max_steps": 1, "rank": 4, "fsdp": True,
+                          "gradient_checkpointing": False, "checkpoint_every": 0, "sample_every": 0,
+                          "width": 64, "height": 64, "driving_mask_seconds": 0.25})
+    messages: list[str] = []
+    result = train(pose_stage(videos, config, train_cache, messages.append), tiny_model_paths(tmp_path), config,
+                   tmp_path / "fsdp.safetensors", cache_dir=train_cache, log=messages.append)
+    assert result.step == 1
+    assert any(m.startswith("--fsdp: not sharding (NO run") for m in messages), messages

@@ -12,11 +12,12 @@ Reference image embedding: with ``ModelFiles.image_encoder`` (the default with -
 with --tiny) every forward, the sample render's included, gets the SigLIP embedding of its clip's
 reference frame, joined by ``image_encoder.with_reference_embedding`` exactly as ``pipeline.animate``
 and the workflows' Reference Image Embed node join it; without one the backbone's zero embedding is
-used, said once in the log and recorded in the LoRA's metadata (``image_embeds``). The encoder stays
-loaded and encodes each clip's reference as it is drawn, instead of a disk cache like the prompts':
-it is small next to the transformer (~0.4B parameters against 8.3B) and one pass over one picture is
-negligible next to a training step, while references are random frames of random windows, rarely
-drawn twice, so a disk cache of 729 x 1152 embeddings would grow by megabytes a step and rarely hit.
+used, said once in the log and recorded in the LoRA's metadata (``image_embeds``). Without
+``cache_latents`` the encoder encodes each clip's reference as it is drawn (references are random
+frames of random windows, rarely drawn twice); with it, each cached variant keeps its reference's
+embedding beside its latents (``latent_cache``), encoded once.
+
+Memory modes (fp8 base weights, block swap, activation offload, 8-bit AdamW): ``memory.py``.
 
 Determinism: step ``n``'s clips, augmentations, noise and noise levels come from generators seeded
 with (seed, n, process index x batch size + clip index), so N processes of batch b draw exactly the

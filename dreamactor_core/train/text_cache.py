@@ -20,6 +20,7 @@ class TextEmbeddings:
     def __init__(self, cache_dir: Path, identity: str) -> None:
         self.folder = Path(cache_dir) / "text"
         self.identity = identity
+        self._read: dict[str, Conditioning] = {}  # prompts already read: a step reads no file
 
     def path(self, prompt: str) -> Path:
         return self.folder / f"{settings_key(TEXT_FORMAT, self.identity, prompt)}.safetensors"
@@ -47,4 +48,6 @@ class TextEmbeddings:
         embedding joins it through ``image_encoder.with_reference_embedding``, as at inference)."""
         from safetensors.torch import load_file
 
-        return Conditioning(HunyuanVideo15TextEncoder.backbone, prompt, load_file(str(self.path(prompt))))
+        if prompt not in self._read:
+            self._read[prompt] = Conditioning(HunyuanVideo15TextEncoder.backbone, prompt, load_file(str(self.path(prompt))))
+        return self._read[prompt]
