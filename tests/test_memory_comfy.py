@@ -83,11 +83,12 @@ def _budget(server, count: int | None, state: str = "NORMAL_VRAM") -> None:
 
 
 def _free(server) -> dict:
-    """POST /free {"unload_models": true}; ComfyUI acts on it between prompts."""
-    server.post("/free", {"unload_models": True})
-    deadline = time.monotonic() + 20
+    """POST /free {"unload_models": true} until ComfyUI has acted on it: its worker takes the flag
+    when woken, and a wake-up sent while it is busy after a prompt (collecting garbage) is lost."""
+    deadline = time.monotonic() + 30
     while _pack(_memory(server)["models"]) and time.monotonic() < deadline:
-        time.sleep(0.2)
+        server.post("/free", {"unload_models": True})
+        time.sleep(0.5)
     return _memory(server)
 
 
