@@ -59,15 +59,17 @@ class AnimationModels:
 @dataclass(frozen=True)
 class AnimationSettings:
     """Everything the graph's widgets set. ``width``/``height`` are the panel (the canvas is twice
-    as wide); ``shift`` None takes the backbone's default."""
+    as wide); ``steps``/``cfg``/``shift`` None take the model release's defaults (``models.variants``);
+    ``cache_threshold`` > 0 turns the sampler's step cache on."""
 
     width: int = 512
     height: int = 512
     fit: str = "pad"
     transition: bool = True
-    steps: int = 30
-    cfg: float = 6.0
+    steps: int | None = None
+    cfg: float | None = None
     shift: float | None = None
+    cache_threshold: float = 0.0
     solver: str = "euler"
     seed: int = 0
     negative_prompt: str = ""
@@ -162,7 +164,7 @@ def animate(models: AnimationModels, reference: torch.Tensor, driving: torch.Ten
     latent = sample(
         models.model, positive, condition, mask, negative=negative if settings.cfg != 1.0 else None,
         seed=settings.seed, steps=settings.steps, cfg=settings.cfg, shift=settings.shift, solver=settings.solver,
-        progress=progress,
+        cache_threshold=settings.cache_threshold, progress=progress,
     )
     decoded = decode_latent(models.vae, latent, tile_frames=settings.tile_frames, tile_size=settings.tile_size)
     return Animation(frames=extract_result(decoded, layout), fps=layout.fps, driving=driving, canvas=canvas,

@@ -46,12 +46,14 @@ class Sampler:
                 "mask": ("MASK", {"tooltip": "The canvas mask [frames, height, 2 x width] built with the canvas."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
                                  "tooltip": "Noise seed; the same seed gives the same video."}),
-                "steps": ("INT", {"default": 30, "min": 1, "max": 200, "tooltip": "Denoising steps."}),
-                "cfg": ("FLOAT", {"default": 6.0, "min": 1.0, "max": 20.0, "step": 0.1,
-                                  "tooltip": "Text guidance scale; 1 turns guidance off (and needs no negative)."}),
-                "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1,
-                                    "tooltip": "Timestep shift: higher spends more steps at high noise "
-                                               "(5 for 480p, 7 for 720p HunyuanVideo 1.5)."}),
+                "steps": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip": "Denoising steps; 0 = the model "
+                                  "file's (30; 8 for a step_distilled HunyuanVideo 1.5 file)."}),
+                "cfg": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                                  "tooltip": "Text guidance scale; 1 turns guidance off (and needs no negative); 0 = "
+                                             "the model file's (6; 1 for cfg_distilled and step_distilled files)."}),
+                "shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                                    "tooltip": "Timestep shift: higher spends more steps at high noise; 0 = the "
+                                               "model file's (5 for 480p, 7 for 720p and step_distilled)."}),
                 "solver": (list(SOLVERS), {"default": "euler", "tooltip": "euler: one forward a step; heun: "
                                            "two, more accurate; dpmpp_2m: second order at one forward a step."}),
                 "denoise": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
@@ -73,24 +75,29 @@ class Sampler:
                               "is faster but approximate."}),
                 "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile each transformer block: "
                             "minutes on the first run, faster steps after (kept while the model stays loaded)."}),
+                "cache_threshold": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+                                    "Step cache: skip most of a forward when its first block changed less than this "
+                                    "(relative) since the last full one; 0 = off. Higher is faster, further from "
+                                    "the uncached video."}),
             },
         }
 
     def run(self, model, positive, canvas_latent, mask, seed, steps, cfg, shift, solver, denoise,
             negative=None, latent=None, window_frames=0, window_overlap=2, empty_regions="encoded_black",
-            attention="auto", compile=False) -> tuple:
+            attention="auto", compile=False, cache_threshold=0.0) -> tuple:
         # LATENTs in and out are raw VAE latents (ComfyUI's convention); the core samples in the model's
         # normalised space, so the model's latent format converts at this boundary, as ComfyUI's models do.
         latent_format = comfy_latent_format(model.adapter.name)
         condition = latent_format.process_in(canvas_latent["samples"].float())
-        progress = SamplerProgress(latent_format, steps)
+        steps, cfg, shift = (value or None for value in (steps, cfg, shift))  # 0: the model file's default
+        progress = SamplerProgress(latent_format, steps or 1)  # its total is set at the first forward
         with configured(model.transformer, attention, compile):
             result = sample(
                 model, positive, condition, packed_mask(model, mask, condition), negative=negative, seed=seed,
                 steps=steps, cfg=cfg, shift=shift, solver=solver, denoise=denoise,
                 init_latent=None if latent is None else latent_format.process_in(latent["samples"].float()),
                 window_frames=window_frames, window_overlap=window_overlap, empty_regions=empty_regions,
-                progress=progress, on_step=progress.on_step,
+                cache_threshold=cache_threshold, progress=progress, on_step=progress.on_step,
             )
         return ({"samples": latent_format.process_out(result.cpu())},)
 

@@ -97,9 +97,14 @@ def add_panel_arguments(group: argparse._ArgumentGroup) -> None:
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     sampling = parser.add_argument_group("sampling and poses")
-    sampling.add_argument("--steps", type=int, default=30)
-    sampling.add_argument("--cfg", type=float, default=6.0)
-    sampling.add_argument("--shift", type=float, default=None, help="default: the backbone's")
+    sampling.add_argument("--steps", type=int, default=None,
+                          help="default: the transformer release's (30; 8 for step-distilled HunyuanVideo 1.5)")
+    sampling.add_argument("--cfg", type=float, default=None, help="default: the release's (6; 1 for distilled ones)")
+    sampling.add_argument("--shift", type=float, default=None, help="default: the release's (5 at 480p, 7 at 720p "
+                          "and step-distilled)")
+    sampling.add_argument("--cache-threshold", type=float, default=0.0,
+                          help="step cache: skip a forward when its first block changed less than this (relative); "
+                               "0 = off, 0.1-0.3 saves forwards (bench/step_cache.py)")
     sampling.add_argument("--solver", choices=("euler", "heun", "dpmpp_2m"), default="euler")
     sampling.add_argument("--seed", type=int, default=0)
     sampling.add_argument("--pose-backend", choices=("mediapipe", "dwpose", "openpose"), default="mediapipe")
@@ -122,6 +127,6 @@ def animation_settings(args: argparse.Namespace, **extra):
 
     return AnimationSettings(
         width=args.width, height=args.height, transition=not args.no_transition, steps=args.steps, cfg=args.cfg,
-        shift=args.shift, solver=args.solver, seed=args.seed, pose_backend=args.pose_backend,
+        shift=args.shift, cache_threshold=args.cache_threshold, solver=args.solver, seed=args.seed, pose_backend=args.pose_backend,
         pose_model_dirs=tuple(args.pose_models_dir), **extra,
     )

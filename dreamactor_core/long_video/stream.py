@@ -27,6 +27,7 @@ from ..canvas.masks import canvas_mask, pack_latent_mask
 from ..canvas.result import extract_result
 from ..conditioning.image_encoder import with_reference_embedding
 from ..errors import DreamActorError
+from ..models.variants import resolved_settings
 from ..models.vae import decode_latent, encode_video
 from ..pipeline import MODES, AnimationModels, AnimationSettings, Mode, augment_driving_poses, driving_poses
 from ..pose import render
@@ -126,6 +127,7 @@ def animate_stream(models: AnimationModels, reference: torch.Tensor, chunks: Ite
     if mode == "pose":
         poses = augment_driving_poses(driving_poses(chunks, settings), settings)
         chunks = _pose_chunks(poses, settings, stream.chunk_frames)
+    settings = resolved_settings(settings, models.model)  # steps, cfg, shift left at None: the release's
     adapter = models.model.adapter
     temporal = adapter.temporal_compression
     transition = round(fps) if settings.transition else 0
@@ -161,7 +163,8 @@ def animate_stream(models: AnimationModels, reference: torch.Tensor, chunks: Ite
             mask[:, :, 1:1 + given, :, :half] = 1.0
         latent = sample(models.model, positive, condition, mask, negative=negative if texts == 2 else None,
                         seed=settings.seed + index, steps=settings.steps, cfg=settings.cfg, shift=settings.shift,
-                        solver=settings.solver, progress=clock.window_hook())
+                        solver=settings.solver, cache_threshold=settings.cache_threshold,
+                        progress=clock.window_hook())
         if given:
             latent = torch.cat([latent[:, :, :1], context, latent[:, :, 1 + given:]], dim=2)  # as written before
         carried.update({j: latent[:, :, position:position + 1].clone()

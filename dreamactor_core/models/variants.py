@@ -27,7 +27,7 @@ The pack's own step default stays 30 (what its workflows ship) where Tencent use
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -101,3 +101,10 @@ def resolve(variant: Variant, steps: int | None, cfg: float | None, shift: float
     """The user's steps, cfg and shift, with the variant's default where left at None (auto)."""
     return (variant.steps if steps is None else steps, variant.cfg if cfg is None else cfg,
             variant.shift if shift is None else shift)
+
+
+def resolved_settings(settings: Any, model: Any) -> Any:
+    """A settings dataclass (``pipeline.AnimationSettings``) with steps, cfg and shift left at None
+    filled from ``model``'s release, for code that needs them before sampling (forward counts)."""
+    steps, cfg, shift = resolve(model_variant(model), settings.steps, settings.cfg, settings.shift)
+    return replace(settings, steps=steps, cfg=cfg, shift=shift)
