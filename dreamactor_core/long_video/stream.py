@@ -27,8 +27,8 @@ from ..canvas.masks import canvas_mask, pack_latent_mask
 from ..canvas.result import extract_result
 from ..conditioning.image_encoder import with_reference_embedding
 from ..errors import DreamActorError
-from ..models.variants import resolved_settings
 from ..models.vae import decode_latent, encode_video
+from ..models.variants import resolved_settings
 from ..pipeline import MODES, AnimationModels, AnimationSettings, Mode, augment_driving_poses, driving_poses
 from ..pose import render
 from ..pose.types import PoseSequence
