@@ -12,6 +12,7 @@ import folder_paths
 import torch
 
 from ..dreamactor_core.errors import MissingModelFile
+from ..dreamactor_core.models.precision import choose_dtype
 from ..dreamactor_core.progress import ProgressHook
 
 NODE_PREFIX = "DreamActorM2_"
@@ -36,7 +37,6 @@ def register() -> None:
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def _diffusers_folders(folder: str) -> list[str]:
@@ -73,13 +73,14 @@ def resolve(folder: str, name: str) -> str:
 
 
 def device_and_dtype(precision: str) -> tuple[torch.device, torch.dtype]:
-    """ComfyUI's compute device, and the dtype: 'auto' is bf16 where the device supports it, else fp32."""
+    """ComfyUI's compute device, and the dtype by the core's rule (``models.precision.choose_dtype``:
+    'auto' is bf16 where supported, else fp16, else fp32) with ComfyUI's answers for this device
+    (which know its --force-fp16/--force-fp32 flags)."""
     import comfy.model_management as mm
 
     device = mm.get_torch_device()
-    if precision != "auto":
-        return device, _DTYPES[precision]
-    return device, torch.bfloat16 if mm.should_use_bf16(device) else torch.float32
+    return device, choose_dtype(precision, device, bf16_supported=mm.should_use_bf16(device),
+                                fp16_supported=mm.should_use_fp16(device))
 
 
 def progress_hook(total: int) -> ProgressHook:

@@ -114,7 +114,7 @@ class LoadTextEncoder:
                 }),
                 "precision": (list(comfy_bridge.PRECISIONS), {
                     "default": "auto",
-                    "tooltip": "Compute precision. auto: bf16 on GPUs that support it, fp32 otherwise.",
+                    "tooltip": "Compute precision. auto: bf16 on GPUs that support it, else fp16, else fp32; on the CPU fp32.",
                 }),
             },
         }
@@ -185,7 +185,7 @@ class LoadImageEncoder:
                 }),
                 "precision": (list(comfy_bridge.PRECISIONS), {
                     "default": "auto",
-                    "tooltip": "Compute precision. auto: bf16 on GPUs that support it, fp32 otherwise.",
+                    "tooltip": "Compute precision. auto: bf16 on GPUs that support it, else fp16, else fp32; on the CPU fp32.",
                 }),
             },
         }

@@ -37,14 +37,15 @@ class LoadModel:
                 }),
                 "precision": (list(comfy_bridge.PRECISIONS), {
                     "default": "auto",
-                    "tooltip": "Compute precision. auto: bf16 on GPUs that support it, fp32 otherwise.",
+                    "tooltip": "Compute precision. auto: bf16 on GPUs that support it, else fp16, else fp32.",
                 }),
             },
             "optional": {
                 "weight_storage": (["default", "fp8_e4m3fn"], {
                     "default": "default",
-                    "tooltip": "fp8_e4m3fn stores the weights in 8 bits and upcasts each layer as it runs: "
-                               "half the memory of bf16, slightly different results.",
+                    "tooltip": "default: as the file stores them (a ComfyUI fp8 'scaled' file stays fp8). "
+                               "fp8_e4m3fn stores the weights in 8 bits with a scale per tensor and upcasts "
+                               "each layer as it runs: half the memory of bf16, slightly different results.",
                 }),
                 "offload": (["none", "block"], {
                     "default": "none",
@@ -61,7 +62,7 @@ class LoadModel:
         _, dtype = comfy_bridge.device_and_dtype(precision)
         path = comfy_bridge.resolve(DIFFUSION_MODELS, model_name)
         model = load_transformer(path, dtype=dtype, device=memory.offload_device("transformer"),
-                                 fp8_weights=weight_storage == "fp8_e4m3fn")
+                                 fp8_weights=True if weight_storage == "fp8_e4m3fn" else None)
         memory.manage(model.transformer, "transformer", model_name, stream=offload == "block")
         return (model,)
 
@@ -136,7 +137,7 @@ class LoadVAE:
             "required": {
                 "vae_name": (comfy_bridge.choices(VAE), {"tooltip": "A VAE file or diffusers folder in models/vae."}),
                 "precision": (list(comfy_bridge.PRECISIONS), {
-                    "default": "auto", "tooltip": "Compute precision. auto: bf16 where supported, else fp32.",
+                    "default": "auto", "tooltip": "Compute precision. auto: bf16 where supported, else fp16, else fp32.",
                 }),
             }
         }
