@@ -206,9 +206,9 @@ def test_native_sampler_equals_the_pack_sampler(native_run, tag):
 def test_native_graph_gives_the_pack_sampler_result_through_extract_result(native_run, tag):
     """The other half of the equivalence: each latent decoded by the same VAE (ComfyUI's HV1.5 classes;
     LATENT means raw VAE latent on both paths) and cut by the pack's Extract Result. The latents agree
-    to ~1e-6 relative; the decoder maps a latent step of d to a pixel step of about d times its gain
-    (measured below 1e-5 in 0..1 pixel units); 1e-4 leaves margin and stays >100x below what the
-    LoRA changes, so a wrong half, frame count or mask would fail."""
+    to ~4e-7 relative and the decoded, extracted frames to 1.1e-6 in 0..1 pixel units (measured, both
+    LoRA settings); 1e-4 leaves margin and stays >1000x below what the LoRA changes (0.17), so a
+    LATENT-scale slip, an inverted mask or a lost LoRA fails."""
     results, plain = native_run[f"{tag}_result"], native_run["plain_result"]
     frames = results["pack"]
     assert frames.shape == (9, 64, 64, 3)  # the left half, 9 frames, at the reference's size
