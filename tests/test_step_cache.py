@@ -20,7 +20,7 @@ from dreamactor_core.testing.tiny_models import build_tiny_transformer, tiny_tex
 
 LATENT = (1, 32, 3, 4, 8)
 # Measured on this tiny model at 30 steps, cfg 6: threshold 0.3 runs 14 of 60 forwards whole, relative
-# L2 distance 0.002 to the uncached latent (bench/step_cache.py); the bounds leave 2x and 5x margin.
+# L2 distance 0.002 to the uncached latent (bench/step_cache.py --layers 2); the bounds leave 2x and 5x margin.
 THRESHOLD, MAX_COMPUTED_SHARE, MAX_DISTANCE = 0.3, 0.5, 0.01
 
 
