@@ -30,7 +30,9 @@ class PoseExtract:
     DESCRIPTION = (
         "Finds whole-body poses (body, hands, face) in every frame. Frames where nobody is found stay "
         "as empty frames, so the pose clip has as many frames as the video. mediapipe runs anywhere "
-        "with no download (one person); dwpose finds everyone and needs yolox_l.onnx and "
+        "with no download but follows ONE person only (MediaPipe Holistic is single-person): for several "
+        "people use dwpose (or openpose), whose people are tracked across frames and carry a person_id "
+        "(ids by first appearance, left to right among people appearing together). dwpose needs yolox_l.onnx and "
         "dw-ll_ucoco_384.onnx in models/dreamactor_pose (or comfyui_controlnet_aux's ckpts/yzd-v/DWPose); "
         "openpose finds everyone with controlnet-aux and body_pose_model.pth, hand_pose_model.pth and "
         "facenet.pth (models/dreamactor_pose or ckpts/lllyasviel/Annotators)."
@@ -61,14 +63,24 @@ class PoseExtract:
                     "tooltip": "Points the detector is less sure of are left out (missing, not guessed).",
                 }),
             },
+            "optional": {
+                "track_people": ("BOOLEAN", {
+                    "default": True,
+                    "tooltip": "dwpose/openpose: keep each person's identity from frame to frame (box overlap "
+                               "and keypoint distance, through short occlusions) and write it as person_id, "
+                               "so Pose Augment gives each person their own body and box. mediapipe sees one "
+                               "person and is never tracked.",
+                }),
+            },
         }
 
-    def extract(self, images: torch.Tensor, backend: str, min_confidence: float = 0.3):
+    def extract(self, images: torch.Tensor, backend: str, min_confidence: float = 0.3, track_people: bool = True):
         estimator = extract.make_estimator(backend, _pose_model_dirs() if backend != "mediapipe" else (),
                                            video=len(images) > 1)
         LOG.info("DreamActor-M2 pose extraction with %s on %d frames", estimator.description, len(images))
-        poses = extract.extract_poses(images, estimator, min_confidence, progress_hook(len(images)))
-        return types.to_pose_keypoint(poses), render.render_poses(poses)
+        track = track_people and backend in extract.MULTI_PERSON_BACKENDS
+        poses = extract.extract_poses(images, estimator, min_confidence, progress_hook(len(images)), track=track)
+        return types.to_pose_keypoint(poses, person_ids=track), render.render_poses(poses)
 
 
 class PoseAugment:
@@ -76,7 +88,10 @@ class PoseAugment:
         "DreamActor-M2's pose augmentations, so the skeleton carries the motion but not the driving "
         "person's body shape: random bone-length scaling per body part (the same for the whole clip) "
         "and one bounding box for the whole clip fitted into the target panel (motion inside the clip "
-        "is kept). With a reference pose, the clip is fitted onto the reference character's pose box."
+        "is kept). With a reference pose, the clip is fitted onto the reference character's pose box. "
+        "Several tracked people (person_id from Pose Extract): each keeps their own bone factors; box "
+        "'person' fits each one's own clip box onto the k-th reference character from the left (or the "
+        "k-th panel column), person k ranked by id."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("POSE_KEYPOINT",)
@@ -114,18 +129,28 @@ class PoseAugment:
                 "reference_pose": ("POSE_KEYPOINT", {"tooltip": "The reference character's pose (its first "
                                                                 "frame): fit the clip onto its box instead of "
                                                                 "the whole panel."}),
+                "box": (list(augment.BOX_MODES), {
+                    "default": "group",
+                    "tooltip": "group: one box over every joint of the clip (the paper's rule; people keep their "
+                               "relative size and place). person: each tracked person's own clip box, fitted onto "
+                               "the reference characters left to right (or equal panel columns).",
+                }),
             },
         }
 
     def augment(self, pose_keypoint, scale_bones: bool, scale_min: float, scale_max: float, seed: int,
                 symmetric: bool, normalize_box: bool, width: int, height: int, margin: float,
-                reference_pose=None):
+                reference_pose=None, box: str = "group"):
         poses = types.from_pose_keypoint(pose_keypoint)
-        factors = augment.draw_bone_factors(seed, scale_min, scale_max, symmetric) if scale_bones else None
+        tracked = types.has_person_ids(pose_keypoint)  # rows are people only when ids say so
+        factors = None
+        if scale_bones:
+            factors = (augment.person_bone_factors(seed, poses, scale_min, scale_max, symmetric) if tracked
+                       else augment.draw_bone_factors(seed, scale_min, scale_max, symmetric))
         reference = types.from_pose_keypoint(reference_pose) if reference_pose is not None else None
         panel = (width, height) if normalize_box or reference is not None else None
-        result = augment.augment_clip(poses, factors, panel, margin, reference)
-        return (types.to_pose_keypoint(result),)
+        result = augment.augment_clip(poses, factors, panel, margin, reference, box=box)
+        return (types.to_pose_keypoint(result, person_ids=tracked),)
 
 
 class PoseRender:
