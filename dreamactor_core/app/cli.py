@@ -1,6 +1,7 @@
 """The command line: ``python -m dreamactor_core <command>``.
 
-``animate`` runs the whole pipeline (``pipeline.animate``) on a picture and a video. Model
+``animate`` runs the whole pipeline on a picture and a video, streamed from file to file in windows of
+latent frames (``long_video``), so any length fits in memory. Model
 arguments take paths, or names looked up in a ComfyUI models folder (``--models-dir``, in its
 ``diffusion_models``, ``vae``, ``text_encoders``, ``clip_vision`` and ``loras`` subfolders), so
 artists point it at the files they already have; with ``--models-dir`` the base models default to
@@ -52,35 +53,55 @@ def _add_animate(commands: argparse._SubParsersAction) -> None:
     add_attention_arguments(parser.add_argument_group("speed"))
     parser.add_argument("--bone-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
                         help="scale bones by factors drawn from U(LOW, HIGH)")
+    parser.add_argument("--pose-box", choices=("group", "person"), default="group",
+                        help="group: one clip box over everyone (paper); person: one per tracked person")
+    parser.add_argument("--no-tracking", action="store_true", help="dwpose/openpose: do not track people")
+    long = parser.add_argument_group("long videos (streamed: memory stays flat whatever the length)")
+    long.add_argument("--window-frames", type=int, default=31,
+                      help="latent frames per window, the reference frame included (31 = 121 frames)")
+    long.add_argument("--context-frames", type=int, default=3,
+                      help="latent frames of the previous window each window continues (motion context)")
     parser.set_defaults(run=run_animate)
 
 
 def run_animate(args: argparse.Namespace) -> int:
+    """Streamed from file to file (``long_video``): a clip of any length holds one window in memory."""
+    from contextlib import ExitStack
+
     import torch
 
+    from ..long_video import StreamSettings, animate_stream
+    from ..long_video.video_stream import VideoWriter, open_video
     from ..models.attention import configured
-    from ..pipeline import animate, load_models
-    from ..video_io import read_clip, read_image, to_unit_frames, write_video
+    from ..pipeline import load_models
+    from ..video_io import read_image, to_unit_frames
 
     reference = to_unit_frames(read_image(args.reference)[None])
-    clip = read_clip(args.driving, max_frames=args.max_frames, stride=args.stride)
+    source = open_video(args.driving, max_frames=args.max_frames, stride=args.stride)
     settings = animation_settings(args, negative_prompt=args.negative_prompt,
-                                  bone_scale=tuple(args.bone_scale) if args.bone_scale else None)
-    with tempfile.TemporaryDirectory(prefix="dreamactor-tiny-") as scratch:
-        files = model_files(args, Path(scratch))
-        models = load_models(files, dtype=getattr(torch, PRECISIONS[args.precision]), device=args.device)
+                                  bone_scale=tuple(args.bone_scale) if args.bone_scale else None,
+                                  pose_box=args.pose_box, track_people=not args.no_tracking)
+    stream = StreamSettings(window_frames=args.window_frames, context_frames=args.context_frames)
+    with tempfile.TemporaryDirectory(prefix="dreamactor-tiny-") as scratch, ExitStack() as files:
+        models = load_models(model_files(args, Path(scratch)), dtype=getattr(torch, PRECISIONS[args.precision]),
+                             device=args.device)
+        outputs = {"result": files.enter_context(VideoWriter(args.out, source.fps))}
+        for name, path in (("driving", args.save_driving), ("canvas", args.save_canvas)):
+            if path:
+                outputs[name] = files.enter_context(VideoWriter(path, source.fps))
+
+        def write(chunk) -> None:
+            for name, writer in outputs.items():
+                if len(getattr(chunk, name)):
+                    writer.write(getattr(chunk, name))
+
         with configured(models.model.transformer, args.attention, args.compile):
-            result = animate(models, reference, to_unit_frames(clip.frames), clip.fps, mode=args.mode,
-                             prompt=args.prompt, settings=settings,
-                             progress=lambda done, total: print(f"\rsampling {done}/{total}", end="", file=sys.stderr))
+            animate_stream(models, reference, source.chunks(stream.chunk_frames), source.frames, source.fps,
+                           mode=args.mode, prompt=args.prompt, write=write, settings=settings, stream=stream,
+                           progress=lambda done, total: print(f"\rsampling {done}/{total}", end="", file=sys.stderr))
     print(file=sys.stderr)
-    written = [write_video(args.out, result.frames, result.fps)]
-    if args.save_driving:
-        written.append(write_video(args.save_driving, result.driving, result.fps))
-    if args.save_canvas:
-        written.append(write_video(args.save_canvas, result.canvas, result.fps))
-    for path in written:
-        print(f"wrote {path}")
+    for writer in outputs.values():
+        print(f"wrote {writer.path}")
     if args.tiny:
         print(TINY_BANNER, file=sys.stderr)
     return 0

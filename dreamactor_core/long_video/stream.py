@@ -54,11 +54,12 @@ class StreamSettings:
 
 @dataclass(frozen=True)
 class StreamChunk:
-    """What one window adds: ``result`` frames (the animation, in order, the transition second cut)
-    and ``canvas`` frames (its new canvas frames, for previews)."""
+    """What one window adds: ``result`` frames (the animation, in order, the transition second cut),
+    ``driving`` (the driving panel at the same frames) and ``canvas`` (its new canvas frames)."""
 
     window: int
     result: torch.Tensor
+    driving: torch.Tensor
     canvas: torch.Tensor
 
 
@@ -175,7 +176,7 @@ def animate_stream(models: AnimationModels, reference: torch.Tensor, chunks: Ite
         first_new = 0 if index == 0 else 1 + temporal * given
         positions = [i for i in range(first_new, len(canvas)) if (0 if i == 0 else start + i - 1) in keep]
         result = extract_result(decoded, layout, cut_transition=False)[positions]
-        write(StreamChunk(index, result, canvas[first_new:]))
+        write(StreamChunk(index, result, canvas[positions, :, layout.panel_width:], canvas[first_new:]))
         written += len(result)
         del canvas, condition, mask, latent, decoded
     return StreamReport(float(fps), written, windows, forwards, clock.first, poses)
