@@ -80,8 +80,8 @@ def manage(module: torch.nn.Module, role: str, label: str, stream: bool = False)
     """Put ``module`` under ComfyUI's model management as a ``role`` model named ``label`` (for
     messages and the loaded-models list); ``stream`` asks for block streaming always."""
     load, offload = DEVICES[role]
-    patcher = PackModelPatcher(_Holder(module), load_device=load(), offload_device=offload(),
-                               size=memory.model_bytes(module))
+    holder = type(type(module).__name__, (_Holder,), {})(module)  # ComfyUI logs "Requested to load <class>"
+    patcher = PackModelPatcher(holder, load_device=load(), offload_device=offload(), size=memory.model_bytes(module))
     patcher.dreamactor_name, patcher.dreamactor_stream = label, stream
     module.__dict__[_PATCHER] = patcher  # a plain attribute, not a submodule
     return module
