@@ -9,6 +9,7 @@ result. The command line (``python -m dreamactor_core animate``) and the trainin
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,39 @@ def pose_driving(frames: torch.Tensor, settings: AnimationSettings,
     return render.render_poses(augment_driving_poses(poses, settings), settings.width, settings.height), poses
 
 
+# The whole-clip path holds the float32 canvas, the decoded canvas and the result at once: about
+# three canvases. Longer clips go through ``long_video.animate_stream`` (memory flat in the length).
+WHOLE_CLIP_CANVASES = 3
+
+
+def available_memory() -> int | None:
+    """Memory a new allocation can get, in bytes: Linux's MemAvailable (free plus reclaimable page
+    cache), else the free pages; None where the OS does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_whole_clip_memory(frames: int, fps: float, settings: AnimationSettings, available: int | None = None) -> None:
+    """Refuse a clip whose whole canvas would not fit in half the free memory, naming the streamed path,
+    instead of letting the machine run out of memory part way through."""
+    total = frames + (round(fps) if settings.transition else 0)
+    needed = WHOLE_CLIP_CANVASES * total * settings.height * 2 * settings.width * 3 * 4
+    available = available_memory() if available is None else available
+    if available is not None and needed > available // 2:
+        raise DreamActorError(
+            f"driving: {frames} frames at a {settings.width}x{settings.height} panel need about "
+            f"{needed / 2**30:.1f} GiB at once on the whole-clip path, more than half the {available / 2**30:.1f} GiB "
+            "free; use the streamed path (long_video.animate_stream; the command line streams), or fewer frames")
+
+
 def animate(models: AnimationModels, reference: torch.Tensor, driving: torch.Tensor, fps: float, *,
             mode: Mode, prompt: str, settings: AnimationSettings = AnimationSettings(),
             poses: PoseSequence | None = None, progress: ProgressHook | None = None) -> Animation:
@@ -144,6 +178,7 @@ def animate(models: AnimationModels, reference: torch.Tensor, driving: torch.Ten
     extracted (pose mode)."""
     if mode not in MODES:
         raise DreamActorError(f"mode: expected one of {', '.join(MODES)}, got '{mode}'")
+    check_whole_clip_memory(len(driving), fps, settings)
     transparency = None
     if reference.shape[-1] == 4:  # an RGBA picture: transparent pixels show the canvas background
         reference, transparency = reference[..., :3], 1.0 - reference[..., 3]

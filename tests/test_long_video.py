@@ -15,11 +15,20 @@ from dreamactor_core.long_video import stream as stream_module
 from dreamactor_core.long_video.driving import DrivingFrames
 from dreamactor_core.models.backbones import get_adapter
 from dreamactor_core.models.loading import DreamActorModel
-from dreamactor_core.pipeline import AnimationModels, AnimationSettings, ModelFiles, animate, load_models
+from dreamactor_core.pipeline import (
+    AnimationModels,
+    AnimationSettings,
+    ModelFiles,
+    animate,
+    available_memory,
+    check_whole_clip_memory,
+    load_models,
+)
 from dreamactor_core.testing.tiny_encoders import write_tiny_encoders
 from dreamactor_core.testing.tiny_models import build_tiny_transformer, write_tiny_models
 
 SPATIAL, TEMPORAL, CHANNELS = 16, 4, 32  # HunyuanVideo 1.5's VAE factors and latent channels
+LIFT = 0.25
 
 
 # --- the plan --------------------------------------------------------------------------------------
@@ -83,8 +92,8 @@ def transformer():
 
 
 def _oracle_models(transformer, seen: list) -> AnimationModels:
-    """A model whose velocity lands exactly on the canvas latent with its driving half copied onto
-    the reference half, wherever that half is not given (mask 1: the reference frame, the context);
+    """A model whose velocity lands exactly on the canvas latent with its driving half, lifted by
+    ``LIFT`` (so the halves differ), copied onto the reference half, wherever that half is not given (mask 1: the reference frame, the context);
     it records what each window was given."""
     class Oracle(type(get_adapter("hunyuan_video_15"))):
         def predict_velocity(self, transformer, model_input, timestep, conditioning):
@@ -92,7 +101,7 @@ def _oracle_models(transformer, seen: list) -> AnimationModels:
             half = condition.shape[-1] // 2
             target = condition.clone()
             free = mask[..., :half] == 0
-            target[..., :half] = torch.where(free, condition[..., half:], condition[..., :half])
+            target[..., :half] = torch.where(free, condition[..., half:] + LIFT, condition[..., :half])
             if float(timestep[0]) == 1000.0:
                 seen.append((condition[..., :half].clone(), mask[..., :half].clone()))
             return (x - target) / (float(timestep[0]) / 1000.0)
@@ -124,7 +133,7 @@ def test_streamed_windows_give_the_oracles_exact_answer_and_carry_their_context(
     result = torch.cat([chunk.result for chunk in written])
     assert report.frames == count == len(result)  # frame 0 (the reference, at driving frame 0), then the rest
     torch.testing.assert_close(result[0], _pool_decode(None, _pool_encode(None, reference))[0], atol=1e-5, rtol=0)
-    torch.testing.assert_close(result[1:], _expected(video)[:count - 1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(result[1:], _expected(video)[:count - 1] + LIFT, atol=1e-5, rtol=0)
     assert len(seen) == len(report.windows) == (1 if window == 0 else len(plan_windows(10, window, context)))
     for (condition, mask), planned in zip(seen, report.windows):
         given = len(planned.context)
@@ -132,7 +141,7 @@ def test_streamed_windows_give_the_oracles_exact_answer_and_carry_their_context(
         for position, j in enumerate(planned.context, 1):  # the context is what was generated for frame j
             group = _expected(video)[TEMPORAL * (j - 1):TEMPORAL * j].mean(0)
             expected_cells = torch.nn.functional.avg_pool2d(group.permute(2, 0, 1), SPATIAL)
-            torch.testing.assert_close(condition[0, :3, position], expected_cells, atol=1e-5, rtol=0)
+            torch.testing.assert_close(condition[0, :3, position], expected_cells + LIFT, atol=1e-5, rtol=0)
     canvas = torch.cat([chunk.canvas for chunk in written])
     assert len(canvas) == count + 1  # every canvas frame once (36 driving frames + 1 repeat = 4k+1)
 
@@ -191,3 +200,12 @@ def test_ten_thousand_frames_at_default_settings_stream_with_the_estimate_logged
     lines = [r.getMessage() for r in caplog.records]
     assert "10000 frames" in lines[0] and f"{report.forwards} transformer forwards" in lines[0]
     assert any("first forward took" in line for line in lines[1:])
+
+
+def test_the_whole_clip_path_refuses_ten_thousand_frames_it_cannot_hold_and_names_the_streamed_one(tiny):
+    source = torch.zeros(10_000, 8, 8, 3)  # tiny source frames: the canvas is at panel size whatever they are
+    with pytest.raises(DreamActorError, match="10000 frames.*streamed path"):
+        animate(tiny, torch.zeros(1, 64, 64, 3), source, 24.0, mode="rgb", prompt="", settings=AnimationSettings(),
+                progress=None) if available_memory() else check_whole_clip_memory(10_000, 24.0, AnimationSettings(),
+                                                                                  available=24 * 2**30)
+    check_whole_clip_memory(121, 24.0, AnimationSettings(), available=24 * 2**30)  # a paper-length clip passes
