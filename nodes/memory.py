@@ -25,11 +25,10 @@ offload device, streaming removed) and empties the cache, so the next run starts
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any, Iterator
 
-import comfy.model_management as mm
-import comfy.model_patcher
 import torch
 
 from ..dreamactor_core.models import memory
@@ -37,23 +36,31 @@ from ..dreamactor_core.models.memory import FULL, STREAMED
 
 _PATCHER = "_dreamactor_patcher"
 
-# Role -> (load device, offload device), ComfyUI's own choices for its models of that kind.
-DEVICES: dict[str, tuple[Callable[[], torch.device], Callable[[], torch.device]]] = {
-    "transformer": (mm.get_torch_device, mm.unet_offload_device),
-    "vae": (mm.vae_device, mm.vae_offload_device),
-    "text_encoder": (mm.text_encoder_device, mm.text_encoder_offload_device),
-    "image_encoder": (mm.text_encoder_device, mm.text_encoder_offload_device),  # as ComfyUI's CLIP vision
+# Role -> (load device, offload device): names of ComfyUI's own choices for its models of that kind.
+DEVICES: dict[str, tuple[str, str]] = {
+    "transformer": ("get_torch_device", "unet_offload_device"),
+    "vae": ("vae_device", "vae_offload_device"),
+    "text_encoder": ("text_encoder_device", "text_encoder_offload_device"),
+    "image_encoder": ("text_encoder_device", "text_encoder_offload_device"),  # as ComfyUI's CLIP vision
 }
+
+
+def _mm() -> Any:
+    """comfy.model_management, imported on first use: importing it probes the devices, which must
+    not happen while the pack is merely being loaded (ComfyUI has done it by then anyway)."""
+    import comfy.model_management
+
+    return comfy.model_management
 
 
 def offload_device(role: str) -> torch.device:
     """Where a loader of ``role`` puts the weights: they wait there between node runs."""
-    return DEVICES[role][1]()
+    return getattr(_mm(), DEVICES[role][1])()
 
 
 def load_device(role: str) -> torch.device:
     """Where a model of ``role`` computes (its precision follows this device, not the offload one)."""
-    return DEVICES[role][0]()
+    return getattr(_mm(), DEVICES[role][0])()
 
 
 class _Holder(torch.nn.Module):
@@ -65,56 +72,64 @@ class _Holder(torch.nn.Module):
         self.inner = module
 
 
-class PackModelPatcher(comfy.model_patcher.ModelPatcher):
-    """A ModelPatcher for a diffusers/transformers module: loaded and unloaded whole, never in part."""
+@functools.cache
+def patcher_class() -> type:
+    """``PackModelPatcher``: a ModelPatcher for a diffusers/transformers module, loaded and unloaded
+    whole, never in part (defined on first use, like ``_mm``)."""
+    import comfy.model_patcher
 
-    dreamactor_name = "model"
-    dreamactor_stream = False  # stream blocks even when the model would fit (Load Model offload: block)
-    dreamactor_placement = ""  # FULL or STREAMED: how it was last made resident
+    class PackModelPatcher(comfy.model_patcher.ModelPatcher):
+        dreamactor_name = "model"
+        dreamactor_stream = False  # stream blocks even when the model would fit (Load Model offload: block)
+        dreamactor_placement = ""  # FULL or STREAMED: how it was last made resident
 
-    def partially_unload(self, device_to, memory_to_free=0, force_patch_weights=False):
-        return 0  # nothing freed in part: ComfyUI's LoadedModel.model_unload then detaches it whole
+        def partially_unload(self, device_to, memory_to_free=0, force_patch_weights=False):
+            return 0  # nothing freed in part: ComfyUI's LoadedModel.model_unload then detaches it whole
+
+    return PackModelPatcher
 
 
 def manage(module: torch.nn.Module, role: str, label: str, stream: bool = False) -> torch.nn.Module:
     """Put ``module`` under ComfyUI's model management as a ``role`` model named ``label`` (for
     messages and the loaded-models list); ``stream`` asks for block streaming always."""
-    load, offload = DEVICES[role]
     holder = type(type(module).__name__, (_Holder,), {})(module)  # ComfyUI logs "Requested to load <class>"
-    patcher = PackModelPatcher(holder, load_device=load(), offload_device=offload(), size=memory.model_bytes(module))
+    patcher = patcher_class()(holder, load_device=load_device(role), offload_device=offload_device(role),
+                              size=memory.model_bytes(module))
     patcher.dreamactor_name, patcher.dreamactor_stream = label, stream
     module.__dict__[_PATCHER] = patcher  # a plain attribute, not a submodule
     return module
 
 
-def patcher_of(module: torch.nn.Module) -> PackModelPatcher | None:
+def patcher_of(module: torch.nn.Module) -> Any:
     return module.__dict__.get(_PATCHER)
 
 
-def _loaded_entry(patcher: PackModelPatcher):
-    return next((entry for entry in mm.current_loaded_models if entry.model is patcher), None)
+def _loaded_entry(patcher: Any):
+    return next((entry for entry in _mm().current_loaded_models if entry.model is patcher), None)
 
 
-def _unload(patcher: PackModelPatcher) -> None:
+def _unload(patcher: Any) -> None:
     entry = _loaded_entry(patcher)
     if entry is not None:
         entry.model_unload()
-        mm.current_loaded_models.remove(entry)
+        _mm().current_loaded_models.remove(entry)
 
 
 def _stream_mode() -> str:
     """always / never / auto from ComfyUI's VRAM state: --lowvram and --novram (LOW_VRAM, NO_VRAM)
     stream, --highvram and --gpu-only (HIGH_VRAM) and --cpu (DISABLED) load whole without a budget
     check, as ComfyUI does for its own models; otherwise whole when it fits, else streamed."""
+    mm = _mm()
     state = mm.vram_state
     if state in (mm.VRAMState.LOW_VRAM, mm.VRAMState.NO_VRAM):
         return "always"
     return "never" if state in (mm.VRAMState.HIGH_VRAM, mm.VRAMState.DISABLED) else "auto"
 
 
-def _place(patcher: PackModelPatcher, name: str) -> str:
+def _place(patcher: Any, name: str) -> str:
     """Make the model usable on its load device: load it whole or stream it. Decides (and refuses)
     before anything moves."""
+    mm = _mm()
     module, device = patcher.model.inner, patcher.load_device
     stream = "always" if patcher.dreamactor_stream else _stream_mode()
     own = _loaded_entry(patcher)
@@ -161,7 +176,7 @@ class ComfyPolicy(memory.MemoryPolicy):
                 memory.stop_streaming(module, patcher.offload_device)
             if failed:  # interrupt, out of memory, any error: nothing stays loaded, the cache is emptied
                 _unload(patcher)
-                mm.soft_empty_cache()
+                _mm().soft_empty_cache()
 
 
 memory.set_policy(ComfyPolicy())
