@@ -43,6 +43,13 @@ def add_command(stages: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="dataset folder (manifest, report, videos)")
     parser.add_argument("--motion", default="a person is dancing",
                         help="the source videos' motion description (a VIDEO.txt beside a video overrides it)")
+    parser.add_argument("--captioner", type=Path,
+                        help="a Qwen2.5-VL-Instruct model folder or single file (models/LLM): describes the motion "
+                             "of each video without a VIDEO.txt and the look of each identity without a NAME.txt "
+                             "(cached; freed before generation)")
+    parser.add_argument("--captioner-tokenizer", type=Path,
+                        help="the Qwen2.5 tokenizer folder for a single captioner file without one beside it")
+    parser.add_argument("--cache-dir", type=Path, help="the captions cache (default: OUT/.dreamactor_cache)")
     add_model_arguments(parser, lora_help="loras/: the pose-stage DreamActor LoRA (required except with --tiny; "
                                           "repeat to stack)")
     clips = parser.add_argument_group("clips")
@@ -84,13 +91,18 @@ def run(args: argparse.Namespace) -> int:
     from ..train.bootstrap.mllm_judge import MllmJudgeScorer
     from ..train.bootstrap.scorers import BUILTIN_SCORERS
     from ..train.bootstrap.scoring import resolve_scorer
+    from ..train.captions import ClipCaptions
 
     dtype = getattr(torch, PRECISIONS[args.precision])
     registry = {**BUILTIN_SCORERS, "mllm_judge": MllmJudgeScorer(args.judge_model, tokenizer_dir=args.judge_tokenizer,
                                                                  dtype=dtype, device=args.device)}
 
+    log = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    captions = (ClipCaptions(args.captioner, args.cache_dir or args.out / ".dreamactor_cache",
+                             tokenizer_dir=args.captioner_tokenizer, device=args.device, dtype=dtype, log=log)
+                if args.captioner else None)
     job = BootstrapJob(
-        sources=args.sources, identities=args.identities, out=args.out, motion=args.motion,
+        sources=args.sources, identities=args.identities, out=args.out, motion=args.motion, captions=captions,
         scorers=tuple(resolve_scorer(spec, registry) for spec in args.scorer or DEFAULT_SCORERS),
         settings=animation_settings(args),
         clips=ClipOptions(args.clip_frames, args.stride, args.max_frames),
@@ -98,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="dreamactor-tiny-") as scratch:
         files = _model_files(args, Path(scratch))  # a missing file stops the run before any work
-        summary = run_bootstrap(job, lambda: load_models(files, dtype=dtype, device=args.device),
-                                log=lambda message: print(message, file=sys.stderr))
+        summary = run_bootstrap(job, lambda: load_models(files, dtype=dtype, device=args.device), log=log)
     print(f"kept {summary.kept}, rejected {summary.rejected}, skipped {summary.skipped}, "
           f"already done {summary.already_done}; manifest {args.out / 'manifest.jsonl'}, "
           f"report {args.out / 'report.jsonl'}")

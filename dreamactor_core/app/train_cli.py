@@ -59,7 +59,8 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     stages = parser.add_subparsers(dest="stage", required=True)
     pose = stages.add_parser("pose", help="pose stage: a folder of human videos (skeleton-driven LoRA)")
     pose.add_argument("--videos", type=Path, required=True,
-                      help="folder of videos (mp4, webm, mov, webp, ...); prompts from <name>.txt or captions.json")
+                      help="folder of videos (mp4, webm, mov, webp, ...); prompts from <name>.txt or captions.json, "
+                           "else --captioner, else --prompt")
     pose.add_argument("--init-lora", help="loras/: continue from this LoRA (same backbone, rank, layers)")
     _add_common(pose)
     pose.set_defaults(run=run_pose)

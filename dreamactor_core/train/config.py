@@ -54,6 +54,10 @@ class TrainConfig:
     bone_scale_probability: float = _setting(0.3, "share of pose samples with bone scaling (paper: 0.3)")
     bone_scale_range: tuple[float, float] = _setting((0.8, 1.2), "bone factors drawn from U(low, high) (paper)")
     prompt: str = _setting("", "fixed prompt for videos without a caption")
+    captioner: str = _setting("", "train pose: a Qwen2.5-VL-Instruct model folder or single file that writes the "
+                                  "prompt of each video without a caption file (cached; freed before training)")
+    captioner_tokenizer: str = _setting("", "the Qwen2.5 tokenizer folder for a single captioner file without one "
+                                            "beside it")
     timestep_sampling: str = _setting("logit_normal", "noise levels: logit_normal or uniform, then shifted")
     timestep_shift: float | None = _setting(None, "noise-level shift; default: the backbone's sampling shift")
     mixed_precision: str = _setting("bf16", "bf16, fp16 or no; applies on GPU only (CPU trains in fp32)")

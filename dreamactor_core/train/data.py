@@ -17,7 +17,7 @@ fix the sample (the training loop derives one generator per step; resuming repla
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +29,7 @@ from ..pose import augment, render
 from ..pose.types import PoseSequence
 from ..video_io import read_clip, to_unit_frames
 from .bootstrap.report import Outcome, append_outcome
+from .captions import caption_pose_videos
 from .config import TrainConfig
 from .manifest import Triplet, read_manifest
 from .pose_cache import cached_poses
@@ -74,9 +75,9 @@ def list_videos(folder: str | Path) -> list[Path]:
     return videos
 
 
-def read_captions(folder: Path, videos: list[Path], fixed_prompt: str) -> dict[Path, str]:
-    """Each video's target-oriented prompt: ``<stem>.txt`` beside it, else its entry in
-    ``captions.json`` (keyed by file name or stem), else ``fixed_prompt``."""
+def written_captions(folder: Path, videos: list[Path]) -> dict[Path, str]:
+    """The videos' hand-written target-oriented prompts: ``<stem>.txt`` beside a video, else its
+    entry in ``captions.json`` (keyed by file name or stem); a video with neither is absent."""
     table: dict[str, str] = {}
     captions = folder / CAPTIONS_FILE
     if captions.is_file():
@@ -91,8 +92,8 @@ def read_captions(folder: Path, videos: list[Path], fixed_prompt: str) -> dict[P
         text_file = video.with_suffix(".txt")
         if text_file.is_file():
             prompts[video] = text_file.read_text(encoding="utf-8").strip()
-        else:
-            prompts[video] = table.get(video.name, table.get(video.stem, fixed_prompt))
+        elif video.name in table or video.stem in table:
+            prompts[video] = table.get(video.name, table.get(video.stem))
     return prompts
 
 
@@ -110,7 +111,9 @@ def _keep_long_enough(lengths: dict[str, int], config: TrainConfig, what: str, l
 
 def prepare_pose_videos(folder: str | Path, config: TrainConfig, cache_dir: Path, log: Log = print,
                         report: Path | None = None) -> list[PoseVideo]:
-    """Every usable video of the folder with its prompt and (cached) poses.
+    """Every usable video of the folder with its prompt and (cached) poses. The prompt is the
+    written caption (``written_captions``), else, with ``config.captioner``, the captioner's (cached,
+    ``captions``), else ``config.prompt``.
 
     A video that cannot be decoded, is shorter than ``min_frames`` or shows nobody is skipped with
     a message (an undecodable one also with a ``skipped`` line in ``report``, as ``train bootstrap``
@@ -118,7 +121,7 @@ def prepare_pose_videos(folder: str | Path, config: TrainConfig, cache_dir: Path
     """
     folder = Path(folder)
     videos = list_videos(folder)
-    prompts = read_captions(folder, videos, config.prompt)
+    written = written_captions(folder, videos)
     found: dict[str, PoseVideo] = {}
     unreadable = []
     for video in videos:
@@ -135,12 +138,18 @@ def prepare_pose_videos(folder: str | Path, config: TrainConfig, cache_dir: Path
         if augment.clip_box(poses) is None:
             log(f"skipping {video.name}: nobody detected in any frame")
             continue
-        found[video.name] = PoseVideo(video, prompts[video], poses)
+        found[video.name] = PoseVideo(video, written.get(video, config.prompt), poses)
     if not found:
         problem = "no video could be decoded" if len(unreadable) == len(videos) else "no person was detected in any video"
         raise DreamActorError(f"--videos '{folder}': {problem}")
     kept = _keep_long_enough({name: len(item.poses) for name, item in found.items()}, config, f"--videos '{folder}'", log)
-    return [found[name] for name in sorted(kept)]
+    items = [found[name] for name in sorted(kept)]
+    if not config.captioner:
+        return items
+    captioned = caption_pose_videos([item.path for item in items if item.path not in written], config.captioner,
+                                    cache_dir, config.frame_stride, tokenizer_dir=config.captioner_tokenizer or None,
+                                    log=log)
+    return [replace(item, prompt=captioned.get(item.path, item.prompt)) for item in items]
 
 
 def prepare_rgb_items(manifest: str | Path, config: TrainConfig, log: Log = print) -> list[RgbItem]:

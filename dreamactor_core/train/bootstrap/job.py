@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -31,6 +31,7 @@ from ...pipeline import AnimationModels, AnimationSettings, animate
 from ...pose import augment, extract
 from ...pose.types import PoseSequence
 from ...video_io import read_clip, to_uint8_frames, to_unit_frames, write_video
+from ..captions import ClipCaptions, UnreadableClip
 from ..manifest import Triplet, append_triplet, read_manifest
 from . import contact_sheet
 from .inputs import ClipOptions, Identity, find_videos, load_identities, sidecar_text
@@ -44,13 +45,16 @@ MANIFEST, REPORT = "manifest.jsonl", "report.jsonl"
 class BootstrapJob:
     """One bootstrap run. ``motion`` describes the source videos' motion ("a person is dancing"),
     unless a video has a ``<video name>.txt`` beside it; it is fused with each identity's appearance
-    text into V_o's prompt, and is the triplet's prompt (it describes V_src)."""
+    text into V_o's prompt, and is the triplet's prompt (it describes V_src). With ``captions``, the
+    captioner describes the motion of a video without a ``.txt`` and the look of an identity without
+    one, before any generation (cached; the captioner is freed before the models load)."""
 
     sources: Path
     identities: Path
     out: Path
     scorers: tuple[WeightedScorer, ...]
     motion: str = "a person is dancing"
+    captions: ClipCaptions | None = None
     settings: AnimationSettings = AnimationSettings()
     clips: ClipOptions = ClipOptions()
     threshold: float = 4.5  # kept when the combined score is above it (the paper: Video-Bench > 4.5)
@@ -140,8 +144,9 @@ class _SourceClip:
 class _Run:
     """The state of one run: the job, the models, the output files and the counts."""
 
-    def __init__(self, job: BootstrapJob, load_models: Callable[[], AnimationModels], log: Log) -> None:
-        self.job, self.log = job, log
+    def __init__(self, job: BootstrapJob, load_models: Callable[[], AnimationModels], log: Log,
+                 motions: dict[Path, str]) -> None:
+        self.job, self.log, self.motions = job, log, motions
         self._load_models, self._models = load_models, None
         self.summary = Summary()
         self.extract_poses = _pose_extractor(job.settings)
@@ -222,7 +227,8 @@ class _Run:
                 continue
             folder = job.out / "clips" / name.replace("/", "__") / clip_name
             clip = _SourceClip(key, frames[span.start:span.stop], decoded.fps, clip_poses,
-                               sidecar_text(video) or job.motion, folder / "target.mp4", folder / "reference.png")
+                               sidecar_text(video) or self.motions.get(video, job.motion), folder / "target.mp4",
+                               folder / "reference.png")
             if not clip.target.is_file():
                 _write_atomically(clip.target, lambda target: write_video(target, clip.frames, clip.fps))  # noqa: B023 (called at once)
             if not clip.reference.is_file():
@@ -230,6 +236,25 @@ class _Run:
             for identity in todo[clip_name]:
                 self.pair(clip, identity, copies[identity.name])
         return None
+
+
+def _captioned(job: BootstrapJob, captions: ClipCaptions, videos: Sequence[Path], identities: list[Identity],
+               log: Log) -> tuple[list[Identity], dict[Path, str]]:
+    """Identities with the captioner's appearance where they have no ``NAME.txt``, and the motion of
+    every video without a ``VIDEO.txt`` (an undecodable one is left to the run, which skips it)."""
+    with captions:
+        identities = [identity if identity.appearance else
+                      replace(identity, appearance=captions.appearance(identity.path, identity.picture))
+                      for identity in identities]
+        motions = {}
+        for video in videos:
+            if sidecar_text(video):
+                continue
+            try:
+                motions[video] = captions.motion(video, job.clips.stride, job.clips.max_frames)
+            except UnreadableClip as error:
+                log(f"not captioned {video.name}: {error}")
+    return identities, motions
 
 
 def run_bootstrap(job: BootstrapJob, load_models: Callable[[], AnimationModels],
@@ -246,7 +271,10 @@ def run_bootstrap(job: BootstrapJob, load_models: Callable[[], AnimationModels],
     for identity in identities:
         if not copies[identity.name].is_file():
             _save_picture(identity.picture, copies[identity.name])
-    run = _Run(job, load_models, log)
+    motions: dict[Path, str] = {}
+    if job.captions is not None:
+        identities, motions = _captioned(job, job.captions, videos, identities, log)
+    run = _Run(job, load_models, log, motions)
     for video in videos:
         run.video(video, identities, done, copies)
     scored = sorted((o for o in read_report(run.report) if o.sheet_row and (job.out / o.sheet_row).is_file()),
