@@ -212,11 +212,8 @@ class WorkflowBuilder:
             serial[ident]["order"] = order
 
 
-README_NOTE = """## DreamActor-M2 · {title}
-
-{summary}
-
-**Model files** (ComfyUI `models/` folders):
+# The model-file table both kinds of workflow notes show (formatted with the default file names).
+MODEL_FILES_NOTE = """**Model files** (ComfyUI `models/` folders):
 
 | file | folder |
 |---|---|
@@ -227,7 +224,13 @@ README_NOTE = """## DreamActor-M2 · {title}
 | `{lora}` | `loras/` |
 
 The first five are Comfy-Org's HunyuanVideo 1.5 files (the same as ComfyUI's own HunyuanVideo 1.5
-templates). No DreamActor-M2 weights were released: train the LoRA on your videos with
+templates)."""
+
+README_NOTE = """## DreamActor-M2 · {title}
+
+{summary}
+
+{model_files} No DreamActor-M2 weights were released: train the LoRA on your videos with
 `python -m dreamactor_core train` (see the pack's README) and put it in `loras/dreamactor_m2/`.
 
 **Use**: load a reference picture and a driving video, write what the character does and looks
@@ -268,18 +271,7 @@ This graph runs the canvas through **ComfyUI's own HunyuanVideo 1.5 nodes** (Loa
 LoraLoaderModelOnly, DualCLIPLoader, CLIP Vision, KSampler, VAE Decode); *DreamActor-M2 Canvas To
 Video* puts the canvas and its mask into the conditioning.
 
-**Model files** (ComfyUI `models/` folders):
-
-| file | folder |
-|---|---|
-| `{transformer}` | `diffusion_models/` |
-| `{vae}` | `vae/` |
-| `{text_encoder}` and `{glyph_encoder}` | `text_encoders/` |
-| `{image_encoder}` | `clip_vision/` |
-| `{lora}` | `loras/` |
-
-The first five are Comfy-Org's HunyuanVideo 1.5 files (the same as ComfyUI's own HunyuanVideo 1.5
-templates). Train the LoRA with `python -m dreamactor_core train`; it is saved in ComfyUI's key names.
+{model_files} Train the LoRA with `python -m dreamactor_core train`; it is saved in ComfyUI's key names.
 
 **Native or pack path?** Choose this one for ComfyUI's memory management, every sampler and
 scheduler, fp8 / GGUF model files and core speed-ups (EasyCache, torch.compile). Choose the
@@ -362,7 +354,8 @@ def build_workflow(object_info: dict, mode: str) -> dict:
     """The UI-format workflow of ``mode`` ("pose" or "rgb") on the pack's own loaders and sampler."""
     b = WorkflowBuilder(object_info)
     names = _names(mode)
-    out = _front(b, mode, README_NOTE.format(title=SUMMARIES[mode][0], summary=SUMMARIES[mode][1], mode=mode, **names))
+    out = _front(b, mode, README_NOTE.format(title=SUMMARIES[mode][0], summary=SUMMARIES[mode][1], mode=mode,
+                                         model_files=MODEL_FILES_NOTE.format(**names), **names))
     masks = b.add(f"{PACK}CanvasMasks", "canvas", canvas_info=out["canvas_info"])
     _canvas_preview(b, mode, out)
     b.note("models", "Models", GROUP_NOTES["models"], 90)
@@ -393,7 +386,8 @@ def build_native_workflow(object_info: dict, mode: str) -> dict:
     DreamActor-M2 Canvas To Video joining the two."""
     b = WorkflowBuilder(object_info, prefix="native_")
     names = _names(mode)
-    out = _front(b, mode, NATIVE_README_NOTE.format(title=SUMMARIES[mode][0], summary=SUMMARIES[mode][1], mode=mode, **names))
+    out = _front(b, mode, NATIVE_README_NOTE.format(title=SUMMARIES[mode][0], summary=SUMMARIES[mode][1], mode=mode,
+                                         model_files=MODEL_FILES_NOTE.format(**names), **names))
     _canvas_preview(b, mode, out)
     b.note("models", "Models", NATIVE_NOTES["models"], 130)
     model = b.add("UNETLoader", "models", unet_name=names["transformer"], weight_dtype="default")
