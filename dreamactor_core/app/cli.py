@@ -50,7 +50,11 @@ def _add_animate(commands: argparse._SubParsersAction) -> None:
     video.add_argument("--save-driving", type=Path, help="also write the driving signal (skeletons) video")
     video.add_argument("--save-canvas", type=Path, help="also write the canvas video")
     add_sampling_arguments(parser)
-    add_attention_arguments(parser.add_argument_group("speed"))
+    speed = parser.add_argument_group("speed")
+    add_attention_arguments(speed)
+    speed.add_argument("--context-parallel", action="store_true",
+                       help="share each video's tokens among the processes torchrun starts (Ulysses attention): "
+                            "torchrun --nproc_per_node N -m dreamactor_core animate --context-parallel ...")
     parser.add_argument("--bone-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
                         help="scale bones by factors drawn from U(LOW, HIGH)")
     parser.add_argument("--pose-box", choices=("group", "person"), default="group",
@@ -66,16 +70,20 @@ def _add_animate(commands: argparse._SubParsersAction) -> None:
 
 def run_animate(args: argparse.Namespace) -> int:
     """Streamed from file to file (``long_video``): a clip of any length holds one window in memory."""
-    from contextlib import ExitStack
+    from contextlib import ExitStack, nullcontext
 
     import torch
 
     from ..long_video import StreamSettings, animate_stream
     from ..long_video.video_stream import VideoWriter, open_video
     from ..models.attention import configured
+    from ..models.parallel import context_parallel, is_main_process, torchrun_group
     from ..pipeline import load_models
     from ..video_io import read_image, to_unit_frames
 
+    if args.context_parallel and (args.cache_threshold > 0 or args.compile):
+        raise DreamActorError("--context-parallel: not with --cache-threshold or --compile (untested together; "
+                              "with the step cache each process would decide alone which forwards to skip)")
     reference = to_unit_frames(read_image(args.reference)[None])
     source = open_video(args.driving, max_frames=args.max_frames, stride=args.stride)
     settings = animation_settings(args, negative_prompt=args.negative_prompt,
@@ -83,11 +91,15 @@ def run_animate(args: argparse.Namespace) -> int:
                                   pose_box=args.pose_box, track_people=not args.no_tracking)
     stream = StreamSettings(window_frames=args.window_frames, context_frames=args.context_frames)
     with tempfile.TemporaryDirectory(prefix="dreamactor-tiny-") as scratch, ExitStack() as files:
+        device, main_process = args.device, True
+        if args.context_parallel:  # every process samples the whole video; process 0 writes it
+            device = files.enter_context(torchrun_group(args.device))
+            main_process = is_main_process()
         models = load_models(model_files(args, Path(scratch)), dtype=getattr(torch, PRECISIONS[args.precision]),
-                             device=args.device)
-        outputs = {"result": files.enter_context(VideoWriter(args.out, source.fps))}
-        for name, path in (("driving", args.save_driving), ("canvas", args.save_canvas)):
-            if path:
+                             device=device)
+        outputs = {}
+        for name, path in (("result", args.out), ("driving", args.save_driving), ("canvas", args.save_canvas)):
+            if path and main_process:
                 outputs[name] = files.enter_context(VideoWriter(path, source.fps))
 
         def write(chunk) -> None:
@@ -95,10 +107,14 @@ def run_animate(args: argparse.Namespace) -> int:
                 if len(getattr(chunk, name)):
                     writer.write(getattr(chunk, name))
 
-        with configured(models.model.transformer, args.attention, args.compile):
+        with configured(models.model.transformer, args.attention, args.compile), \
+                (context_parallel(models.model.transformer) if args.context_parallel else nullcontext()):
             animate_stream(models, reference, source.chunks(stream.chunk_frames), source.frames, source.fps,
                            mode=args.mode, prompt=args.prompt, write=write, settings=settings, stream=stream,
-                           progress=lambda done, total: print(f"\rsampling {done}/{total}", end="", file=sys.stderr))
+                           progress=lambda done, total: main_process and print(f"\rsampling {done}/{total}", end="",
+                                                                               file=sys.stderr))
+    if not main_process:
+        return 0
     print(file=sys.stderr)
     for writer in outputs.values():
         print(f"wrote {writer.path}")
