@@ -13,15 +13,16 @@ REPO = Path(__file__).resolve().parents[1]
 PACK_NAME = "ComfyUI-DreamActor-M2"
 
 
+def _pack_server(tmp_path_factory: pytest.TempPathFactory, name: str) -> ComfyServer:
+    """A ComfyUI server (not started) with this pack and the probe pack, in a new base directory."""
+    return ComfyServer(ensure_comfyui(), tmp_path_factory.mktemp(name),
+                       packs={PACK_NAME: REPO, "dreamactor_test_probe": REPO / "tests" / "comfy_probe"})
+
+
 @pytest.fixture(scope="session")
 def comfy(tmp_path_factory: pytest.TempPathFactory):
     """A real ComfyUI 0.3.75 (CPU) with this pack and the test probe pack, for the whole session."""
-    server = ComfyServer(
-        ensure_comfyui(),
-        tmp_path_factory.mktemp("comfyui"),
-        packs={PACK_NAME: REPO, "dreamactor_test_probe": REPO / "tests" / "comfy_probe"},
-    )
-    with server:
+    with _pack_server(tmp_path_factory, "comfyui") as server:
         yield server
 
 
@@ -31,12 +32,7 @@ def comfy_fresh(tmp_path_factory: pytest.TempPathFactory):
     (loaded models, simulated memory states) or need caches no other test filled, without touching
     or slowing the session's ``comfy``. ComfyUI refuses --lowvram/--novram/--highvram together with
     --cpu, so memory states are simulated through the probe pack, not given as flags."""
-    server = ComfyServer(
-        ensure_comfyui(),
-        tmp_path_factory.mktemp("comfyui_fresh"),
-        packs={PACK_NAME: REPO, "dreamactor_test_probe": REPO / "tests" / "comfy_probe"},
-    )
-    with server:
+    with _pack_server(tmp_path_factory, "comfyui_fresh") as server:
         yield server
 
 
