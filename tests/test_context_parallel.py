@@ -146,6 +146,27 @@ def test_a_model_without_a_plan_is_named():
         parallel.plan_for(torch.nn.Linear(2, 2))
 
 
+def test_animate_under_torchrun_writes_the_video_once(tmp_path):
+    """The launch as artists type it; the values are checked above (the mp4 path is not bit-stable:
+    two single-process runs of this command already differ by up to 28 levels)."""
+    from PIL import Image
+    from real_data import skimage_photo, template_clip
+
+    from dreamactor_core.video_io import read_clip
+
+    Image.fromarray(skimage_photo("chelsea")).save(tmp_path / "cat.png")
+    out = tmp_path / "out.mp4"
+    command = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", "2",
+               "-m", "dreamactor_core", "animate", "--reference", str(tmp_path / "cat.png"), "--driving",
+               str(template_clip()), "--mode", "rgb", "--out", str(out), "--width", "64", "--height", "64",
+               "--max-frames", "9", "--steps", "2", "--no-transition", "--tiny", "--context-parallel"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert run.stdout.count("wrote ") == 1, run.stdout  # process 0 writes, process 1 stays silent
+    assert len(read_clip(out).frames) == 9
+
+
 @pytest.mark.parametrize("flag", [["--cache-threshold", "0.2"], ["--compile"]])
 def test_cli_refuses_context_parallel_with_per_process_choices(tmp_path, capsys, flag):
     code = main(["animate", "--reference", str(tmp_path / "missing.png"), "--driving", str(tmp_path / "missing.mp4"),

@@ -91,12 +91,12 @@ def run_animate(args: argparse.Namespace) -> int:
                                   pose_box=args.pose_box, track_people=not args.no_tracking)
     stream = StreamSettings(window_frames=args.window_frames, context_frames=args.context_frames)
     with tempfile.TemporaryDirectory(prefix="dreamactor-tiny-") as scratch, ExitStack() as files:
+        chosen = model_files(args, Path(scratch))  # before joining: transformers saves on rank 0 only
         device, main_process = args.device, True
         if args.context_parallel:  # every process samples the whole video; process 0 writes it
             device = files.enter_context(torchrun_group(args.device))
             main_process = is_main_process()
-        models = load_models(model_files(args, Path(scratch)), dtype=getattr(torch, PRECISIONS[args.precision]),
-                             device=device)
+        models = load_models(chosen, dtype=getattr(torch, PRECISIONS[args.precision]), device=device)
         outputs = {}
         for name, path in (("result", args.out), ("driving", args.save_driving), ("canvas", args.save_canvas)):
             if path and main_process:
