@@ -214,3 +214,14 @@ def test_bootstrap_stops_on_a_broken_captioner_before_generating(tmp_path, files
     with pytest.raises(DreamActorError, match=r"without the LM head"):
         run_bootstrap(job, lambda: generated.append(1))
     assert not generated and not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
+def test_bootstrap_command_passes_the_captioner_and_stops_before_generating(tmp_path, files, capsys):
+    sources, identities = tmp_path / "sources", tmp_path / "identities"
+    sources.mkdir(), identities.mkdir()
+    shutil.copy(template_clip(), sources / "raw.webp")
+    Image.fromarray(skimage_photo("astronaut")).resize((64, 64)).save(identities / "astronaut.png")
+    code = main(["train", "bootstrap", "--tiny", "--sources", str(sources), "--identities", str(identities),
+                 "--out", str(tmp_path / "out"), "--captioner", str(files["text_only"])])
+    assert code == 2 and "without the vision tower" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "report.jsonl").exists()

@@ -4,7 +4,9 @@ For each source video (in --sources, cut into clips) and each new identity pictu
 --identities), the pose-based model (the backbone with the pose-stage LoRA, --lora) animates the
 identity with the clip's motion; the result V_o is scored (--scorer, 1-5 scale) and kept above
 --threshold as a triplet in <out>/manifest.jsonl. Every outcome goes to <out>/report.jsonl and the
-contact sheets <out>/contact_sheet_NNN.png, for the manual check. Re-running resumes. A scorer is
+contact sheets <out>/contact_sheet_NNN.png, for the manual check. Re-running resumes. With
+--captioner, a local Qwen2.5-VL describes the motion of videos without a VIDEO.txt and the look of
+identities without a NAME.txt (cached, so a re-run captions nothing again). A scorer is
 a built-in name (pose_agreement, temporal_stability, appearance; mllm_judge, the Video-Bench-style
 judge on a local Qwen2.5-VL named by --judge-model) or your own function as an import
 string module:function taking a ScoringInputs (dreamactor_core.train.scoring) and returning 1..5;

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -46,8 +47,11 @@ def captioner_identity(path: Path) -> str:
 
 
 def default_runtime() -> tuple[str, torch.dtype]:
-    """(device, dtype) for captioning before training: the GPU in bf16 when there is one."""
-    return ("cuda", torch.bfloat16) if torch.cuda.is_available() else ("cpu", torch.float32)
+    """(device, dtype) for captioning before training: this process's GPU in bf16 when there is one
+    (``LOCAL_RANK``: under ``accelerate launch`` each process uses its own GPU, not all the first)."""
+    if not torch.cuda.is_available():
+        return "cpu", torch.float32
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}", torch.bfloat16
 
 
 class ClipCaptions:
