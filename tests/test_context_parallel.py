@@ -103,7 +103,7 @@ def results(tmp_path_factory) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-4000:]
-    return torch.load(out / "results.pt")
+    return torch.load(out / "results.pt", weights_only=True)
 
 
 def test_two_gloo_processes_give_one_process_velocity(results):

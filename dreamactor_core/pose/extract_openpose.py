@@ -73,8 +73,8 @@ class _WeightsOnlyTorch(types.ModuleType):
         return getattr(self._torch, name)
 
     def load(self, f: Any, *args: Any, **kwargs: Any) -> Any:
-        kwargs["weights_only"] = True
-        return self._torch.load(f, *args, **kwargs)
+        kwargs.pop("weights_only", None)  # whatever the caller asked, never unpickle
+        return self._torch.load(f, *args, weights_only=True, **kwargs)
 
 
 @contextmanager
