@@ -31,13 +31,10 @@ PANEL, WINDOW, CONTEXT, STEPS = 64, 6, 2, 2
 
 
 def _models(folder: Path):
-    from dreamactor_core.pipeline import ModelFiles, load_models
-    from dreamactor_core.testing.tiny_encoders import write_tiny_encoders
-    from dreamactor_core.testing.tiny_models import write_tiny_models
+    from dreamactor_core.pipeline import load_models
+    from dreamactor_core.testing.stand_ins import write_tiny_model_files
 
-    files = write_tiny_models(folder)
-    encoders = write_tiny_encoders(folder / "text_encoders", folder / "clip_vision")
-    return load_models(ModelFiles(files["transformer"], files["vae"], encoders["pipeline"]))
+    return load_models(write_tiny_model_files(folder, image_encoder=False))
 
 
 def _settings():

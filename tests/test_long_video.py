@@ -18,14 +18,13 @@ from dreamactor_core.models.loading import DreamActorModel
 from dreamactor_core.pipeline import (
     AnimationModels,
     AnimationSettings,
-    ModelFiles,
     animate,
     available_memory,
     check_whole_clip_memory,
     load_models,
 )
-from dreamactor_core.testing.tiny_encoders import write_tiny_encoders
-from dreamactor_core.testing.tiny_models import build_tiny_transformer, write_tiny_models
+from dreamactor_core.testing.stand_ins import write_tiny_model_files
+from dreamactor_core.testing.tiny_models import build_tiny_transformer
 
 SPATIAL, TEMPORAL, CHANNELS = 16, 4, 32  # HunyuanVideo 1.5's VAE factors and latent channels
 LIFT = 0.25
@@ -150,9 +149,7 @@ def test_streamed_windows_give_the_oracles_exact_answer_and_carry_their_context(
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    files = write_tiny_models(folder)
-    encoders = write_tiny_encoders(folder / "text_encoders", folder / "clip_vision")
-    return load_models(ModelFiles(files["transformer"], files["vae"], encoders["pipeline"]))
+    return load_models(write_tiny_model_files(folder, image_encoder=False))
 
 
 def test_a_clip_that_fits_one_window_streams_to_the_whole_clip_result(tiny):

@@ -17,10 +17,9 @@ from dreamactor_core.app.cli import main
 from dreamactor_core.conditioning import captioner as captioner_module
 from dreamactor_core.conditioning.prompt import fuse_prompt
 from dreamactor_core.errors import DreamActorError
-from dreamactor_core.pipeline import AnimationSettings, ModelFiles, load_models
+from dreamactor_core.pipeline import AnimationSettings, load_models
+from dreamactor_core.testing.stand_ins import write_tiny_model_files
 from dreamactor_core.testing.tiny_captioner import script_answers, write_tiny_captioner
-from dreamactor_core.testing.tiny_encoders import write_tiny_encoders
-from dreamactor_core.testing.tiny_models import write_tiny_models
 from dreamactor_core.train import captions as captions_module
 from dreamactor_core.train.bootstrap import job as job_module
 from dreamactor_core.train.bootstrap.inputs import ClipOptions
@@ -154,9 +153,7 @@ def test_a_broken_captioner_stops_the_run_before_training(tmp_path, train_cache,
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    models = write_tiny_models(folder)
-    encoders = write_tiny_encoders(folder / "text_encoders", folder / "clip_vision")
-    return load_models(ModelFiles(models["transformer"], models["vae"], encoders["pipeline"]))
+    return load_models(write_tiny_model_files(folder, image_encoder=False))
 
 
 def test_bootstrap_captions_motion_and_appearance_without_text_files(tmp_path, files, loads, tiny_models,

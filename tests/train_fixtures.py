@@ -31,12 +31,9 @@ def tiny_config(**overrides):
 def tiny_model_paths(root: Path) -> ModelFiles:
     """Tiny seeded models (the same bytes on every call) written under ``root``, with the tiny SigLIP
     as image encoder, as ``--tiny`` and ``--models-dir`` give training one."""
-    from dreamactor_core.testing.tiny_encoders import write_tiny_encoders
-    from dreamactor_core.testing.tiny_models import write_tiny_models
+    from dreamactor_core.testing.stand_ins import write_tiny_model_files
 
-    models = write_tiny_models(root / "models")
-    encoders = write_tiny_encoders(root / "models" / "text_encoders", root / "models" / "clip_vision")
-    return ModelFiles(models["transformer"], models["vae"], encoders["pipeline"], image_encoder=encoders["siglip"])
+    return write_tiny_model_files(root / "models")
 
 
 def write_webp(path: Path, frames: np.ndarray, duration_ms: int = 40) -> Path:

@@ -63,14 +63,10 @@ def model_files(args: argparse.Namespace, scratch: Path):
     from ..pipeline import ModelFiles
 
     if args.tiny:
-        from ..testing.tiny_encoders import write_tiny_encoders
-        from ..testing.tiny_models import write_tiny_models
+        from ..testing.stand_ins import write_tiny_model_files
 
         print(TINY_BANNER, file=sys.stderr)
-        tiny = write_tiny_models(scratch)
-        encoders = write_tiny_encoders(scratch / "text_encoders", scratch / "clip_vision")
-        return ModelFiles(tiny["transformer"], tiny["vae"], encoders["pipeline"], image_encoder=encoders["siglip"],
-                          loras=_loras(args))
+        return write_tiny_model_files(scratch, loras=_loras(args))
     chosen = {role: getattr(args, role) or (DEFAULT_MODELS[role].name if args.models_dir else None)
               for role in BASE_MODELS}
     missing = [f"--{role.replace('_', '-')}" for role in ("transformer", "vae", "text_encoder") if not chosen[role]]

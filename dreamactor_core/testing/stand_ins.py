@@ -1,5 +1,6 @@
-"""Tiny stand-ins under the shipped workflows' own file names, so the workflows run unchanged in
-seconds with nothing downloaded (the demo and the ComfyUI tests)."""
+"""Tiny stand-ins: under the shipped workflows' own file names, so the workflows run unchanged in
+seconds with nothing downloaded (the demo and the ComfyUI tests), and as the pipeline's
+``ModelFiles`` (``--tiny``, tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,20 @@ import shutil
 from pathlib import Path
 
 from ..app.default_models import DEFAULT_MODELS
+from ..pipeline import ModelFiles
 from .tiny_encoders import write_tiny_encoders
 from .tiny_models import write_tiny_models
+
+
+def write_tiny_model_files(folder: str | Path, *, image_encoder: bool = True,
+                           loras: tuple[tuple[Path, float], ...] = ()) -> ModelFiles:
+    """Tiny seeded transformer, VAE, text encoders and (``image_encoder``) SigLIP written under
+    ``folder``, named as the pipeline loads them: the same bytes on every call."""
+    folder = Path(folder)
+    models = write_tiny_models(folder)
+    encoders = write_tiny_encoders(folder / "text_encoders", folder / "clip_vision")
+    return ModelFiles(models["transformer"], models["vae"], encoders["pipeline"],
+                      image_encoder=encoders["siglip"] if image_encoder else None, loras=loras)
 
 
 def write_tiny_stand_ins(models_dir: str | Path, scratch: str | Path) -> dict[str, Path]:
