@@ -4,12 +4,12 @@ the tiny Qwen2.5-VL: answers on stdout, the exact prompt on request, clear error
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from repo_scripts import run_command
 
 from dreamactor_core.testing.tiny_captioner import write_tiny_captioner
 from dreamactor_core.video_io import write_video
@@ -18,8 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def caption(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dreamactor_core", "caption", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    return run_command("caption", *args)
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ name in a ComfyUI models folder."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from real_data import skimage_photo, template_clip
+from repo_scripts import run_command
 
 from dreamactor_core.app.cli_options import parse_lora
 from dreamactor_core.app.default_models import DEFAULT_MODELS
@@ -22,8 +22,7 @@ FRAMES = 9
 
 
 def animate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dreamactor_core", "animate", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    return run_command("animate", *args)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 from real_data import skimage_photo, template_clip
+from repo_scripts import run_command
 
 from dreamactor_core.app.evaluation import motion_smoothness, pair_files, temporal_flicker
 from dreamactor_core.errors import DreamActorError
@@ -26,8 +26,7 @@ FRAMES = 12
 
 
 def evaluate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dreamactor_core", "evaluate", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    return run_command("evaluate", *args)
 
 
 @pytest.fixture(scope="module")
