@@ -46,10 +46,10 @@ def _settings():
 def run_case(path: str, out: str, streamed: bool, context: int, scratch: str) -> dict:
     """One animate run from ``path`` to ``out`` in this process; its peak memory and result frames."""
     from dreamactor_core.long_video import StreamSettings, animate_stream
-    from dreamactor_core.long_video.video_stream import VideoWriter, open_video
+    from dreamactor_core.long_video.video_stream import open_video
     from dreamactor_core.pipeline import animate
     from dreamactor_core.testing.real_size import PeakMemory
-    from dreamactor_core.video_io import read_clip, to_unit_frames, write_video
+    from dreamactor_core.video_io import VideoWriter, read_clip, to_unit_frames, write_video
 
     torch.set_num_threads(2)
     models = _models(Path(scratch))
@@ -97,7 +97,7 @@ def main() -> None:
         path, out, streamed, context, scratch = args.case
         print(json.dumps(run_case(path, out, streamed == "1", int(context), scratch)))
         return
-    from dreamactor_core.long_video.video_stream import VideoWriter
+    from dreamactor_core.video_io import VideoWriter
 
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)

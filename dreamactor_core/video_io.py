@@ -112,24 +112,53 @@ def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
     return frames.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
 
 
-def write_video(path: str | Path, frames: np.ndarray | torch.Tensor, fps: float) -> Path:
-    """Write frames ([T, H, W, 3], uint8 or float 0..1) as H.264 mp4 (yuv420p, even sizes padded)."""
-    import av
+class VideoWriter:
+    """An H.264 mp4 (yuv420p, crf 18, odd sizes padded by repeating the edge) written a chunk at a
+    time, so a long result never sits in memory whole. Use as a context manager."""
 
-    if isinstance(frames, torch.Tensor):
-        frames = to_uint8_frames(frames)
+    def __init__(self, path: str | Path, fps: float) -> None:
+        self.path, self.fps = Path(path), fps
+        self._container = self._stream = None
+        self.frames = 0
+
+    def __enter__(self) -> "VideoWriter":
+        import av
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._container = av.open(str(self.path), mode="w")
+        return self
+
+    def write(self, frames: torch.Tensor | np.ndarray) -> None:
+        """Append frames ``[n, H, W, 3]`` (float 0..1 or uint8) of the size of the first chunk."""
+        import av
+
+        if isinstance(frames, torch.Tensor):
+            frames = to_uint8_frames(frames)
+        height, width = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2
+        if (height, width) != frames.shape[1:3]:
+            frames = np.pad(frames, ((0, 0), (0, height - frames.shape[1]), (0, width - frames.shape[2]), (0, 0)),
+                            mode="edge")
+        if self._stream is None:
+            self._stream = self._container.add_stream("libx264", rate=round(self.fps))
+            self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, "yuv420p"
+            self._stream.options = {"crf": "18"}
+        for frame in frames:
+            self._container.mux(self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
+                                                                               format="rgb24")))
+        self.frames += len(frames)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._stream is not None:
+                self._container.mux(self._stream.encode())
+        finally:
+            self._container.close()
+
+
+def write_video(path: str | Path, frames: np.ndarray | torch.Tensor, fps: float) -> Path:
+    """Write frames ([T, H, W, 3], uint8 or float 0..1) as H.264 mp4 (``VideoWriter``, in one chunk)."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise DreamActorError(f"write_video: expected frames [T, H, W, 3] with T >= 1, got {tuple(frames.shape)}")
-    height, width = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2
-    if (height, width) != frames.shape[1:3]:
-        frames = np.pad(frames, ((0, 0), (0, height - frames.shape[1]), (0, width - frames.shape[2]), (0, 0)), mode="edge")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=round(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "18"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-        container.mux(stream.encode())
-    return path
+    with VideoWriter(path, fps) as writer:
+        writer.write(frames)
+    return Path(path)

@@ -75,11 +75,11 @@ def run_animate(args: argparse.Namespace) -> int:
     import torch
 
     from ..long_video import StreamSettings, animate_stream
-    from ..long_video.video_stream import VideoWriter, open_video
+    from ..long_video.video_stream import open_video
     from ..models.attention import configured
     from ..models.parallel import context_parallel, is_main_process, torchrun_group
     from ..pipeline import load_models
-    from ..video_io import read_image, to_unit_frames
+    from ..video_io import VideoWriter, read_image, to_unit_frames
 
     if args.context_parallel and (args.cache_threshold > 0 or args.compile):
         raise DreamActorError("--context-parallel: not with --cache-threshold or --compile (untested together; "

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import DreamActorError
-from ..video_io import PILLOW_FORMATS, rate_from_timestamps, read_clip, to_uint8_frames, to_unit_frames
+from ..video_io import PILLOW_FORMATS, rate_from_timestamps, read_clip, to_unit_frames
 
 
 @dataclass(frozen=True)
@@ -81,46 +81,3 @@ def open_video(path: str | Path, max_frames: int | None = None, stride: int = 1)
     if count == 0:
         raise DreamActorError(f"video '{path}': no frames could be decoded")
     return VideoSource(path, count, rate_from_timestamps(times, header_fps) / stride, stride, max_frames)
-
-
-class VideoWriter:
-    """An H.264 mp4 written a chunk at a time, as ``video_io.write_video`` writes it whole (yuv420p,
-    crf 18, odd sizes padded by repeating the edge). Use as a context manager."""
-
-    def __init__(self, path: str | Path, fps: float) -> None:
-        self.path, self.fps = Path(path), fps
-        self._container = self._stream = None
-        self.frames = 0
-
-    def __enter__(self) -> "VideoWriter":
-        import av
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.path), mode="w")
-        return self
-
-    def write(self, frames: torch.Tensor | np.ndarray) -> None:
-        """Append frames ``[n, H, W, 3]`` (float 0..1 or uint8) of the size of the first chunk."""
-        import av
-
-        if isinstance(frames, torch.Tensor):
-            frames = to_uint8_frames(frames)
-        height, width = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2
-        if (height, width) != frames.shape[1:3]:
-            frames = np.pad(frames, ((0, 0), (0, height - frames.shape[1]), (0, width - frames.shape[2]), (0, 0)),
-                            mode="edge")
-        if self._stream is None:
-            self._stream = self._container.add_stream("libx264", rate=round(self.fps))
-            self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, "yuv420p"
-            self._stream.options = {"crf": "18"}
-        for frame in frames:
-            self._container.mux(self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
-                                                                               format="rgb24")))
-        self.frames += len(frames)
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self._stream is not None:
-                self._container.mux(self._stream.encode())
-        finally:
-            self._container.close()
