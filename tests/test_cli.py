@@ -43,6 +43,10 @@ def test_pose_mode_on_tiny_models_writes_animation_skeletons_and_canvas(inputs, 
                   "--save-canvas", str(tmp_path / "canvas.mp4"), "--prompt", "a cat is dancing")
     assert run.returncode == 0, run.stderr
     assert "TINY RANDOM-WEIGHT" in run.stderr
+    # The time estimate reaches the user before the bulk of the sampling: forwards (2 steps x 2 guidance
+    # branches), then the time measured on the first forward.
+    assert f"{FRAMES} frames: 1 window(s) of latent frames, 4 transformer forwards" in run.stderr
+    assert "first forward took" in run.stderr
     animation = read_clip(out).frames
     # Every driving frame, at the reference's 451 x 300 (H.264 pads odd sizes by one pixel).
     assert animation.shape[:3] == (FRAMES, 300, 452)

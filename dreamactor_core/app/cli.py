@@ -13,6 +13,7 @@ the video is noise). Nothing is downloaded.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -133,8 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_engine_log() -> None:
+    """The engine's INFO lines (the long-video time estimate, skipped inputs) on stderr: a command-line
+    user has no other place to see them. Only ``dreamactor_core``'s logger, so libraries stay quiet."""
+    engine = logging.getLogger("dreamactor_core")
+    if not engine.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        engine.addHandler(handler)
+        engine.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_engine_log()
     try:
         return args.run(args)
     except DreamActorError as error:
