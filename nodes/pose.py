@@ -30,8 +30,10 @@ class PoseExtract:
     DESCRIPTION = (
         "Finds whole-body poses (body, hands, face) in every frame. Frames where nobody is found stay "
         "as empty frames, so the pose clip has as many frames as the video. mediapipe runs anywhere "
-        "with no download but follows ONE person only (MediaPipe Holistic is single-person): for several "
-        "people use dwpose (or openpose), whose people are tracked across frames and carry a person_id "
+        "with no download but follows ONE person only (MediaPipe Holistic is single-person). For several "
+        "people: mediapipe_multi (no download either: OpenCV's HOG people detector boxes upright, whole "
+        "people and Holistic runs on each box; seated or half-hidden people are often missed), or dwpose "
+        "(or openpose). Their people are tracked across frames and carry a person_id "
         "(ids by first appearance, left to right among people appearing together). dwpose needs yolox_l.onnx and "
         "dw-ll_ucoco_384.onnx in models/dreamactor_pose (or comfyui_controlnet_aux's ckpts/yzd-v/DWPose); "
         "openpose finds everyone with controlnet-aux and body_pose_model.pth, hand_pose_model.pth and "
@@ -53,7 +55,9 @@ class PoseExtract:
                 "images": ("IMAGE", {"tooltip": "The driving video frames (or one image)."}),
                 "backend": (list(extract.BACKENDS), {
                     "default": "mediapipe",
-                    "tooltip": "mediapipe: one person, CPU, nothing to download. dwpose: every person, "
+                    "tooltip": "mediapipe: follows ONE person only, CPU, nothing to download. mediapipe_multi: "
+                               "several people, CPU, nothing to download (HOG people detector, then MediaPipe "
+                               "on each person; upright whole people, slower per person). dwpose: every person, "
                                "onnxruntime (GPU when available), needs the two DWPose ONNX files. "
                                "openpose: every person, controlnet-aux (slower), needs the three "
                                "lllyasviel/Annotators OpenPose files.",
@@ -66,7 +70,7 @@ class PoseExtract:
             "optional": {
                 "track_people": ("BOOLEAN", {
                     "default": True,
-                    "tooltip": "dwpose/openpose: keep each person's identity from frame to frame (box overlap "
+                    "tooltip": "mediapipe_multi/dwpose/openpose: keep each person's identity from frame to frame (box overlap "
                                "and keypoint distance, through short occlusions) and write it as person_id, "
                                "so Pose Augment gives each person their own body and box. mediapipe sees one "
                                "person and is never tracked.",
@@ -75,7 +79,7 @@ class PoseExtract:
         }
 
     def extract(self, images: torch.Tensor, backend: str, min_confidence: float = 0.3, track_people: bool = True):
-        estimator = extract.make_estimator(backend, _pose_model_dirs() if backend != "mediapipe" else (),
+        estimator = extract.make_estimator(backend, () if backend in extract.OFFLINE_BACKENDS else _pose_model_dirs(),
                                            video=len(images) > 1)
         LOG.info("DreamActor-M2 pose extraction with %s on %d frames", estimator.description, len(images))
         track = track_people and backend in extract.MULTI_PERSON_BACKENDS

@@ -18,11 +18,15 @@ from ..progress import ProgressHook, report
 from .track import track_people
 from .types import PoseSequence
 
-Backend = Literal["mediapipe", "dwpose", "openpose"]
-BACKENDS: tuple[str, ...] = ("mediapipe", "dwpose", "openpose")
-# Backends that find several people per frame (MediaPipe Holistic follows one person): their clips
-# are tracked (``track.track_people``) so that a row of every frame is one person throughout.
-MULTI_PERSON_BACKENDS: tuple[str, ...] = ("dwpose", "openpose")
+Backend = Literal["mediapipe", "dwpose", "openpose", "mediapipe_multi"]
+# "mediapipe_multi" came last, so the node's list keeps its older order.
+BACKENDS: tuple[str, ...] = ("mediapipe", "dwpose", "openpose", "mediapipe_multi")
+# Backends that find several people per frame (MediaPipe Holistic alone follows one person;
+# "mediapipe_multi" runs it on each person a people detector boxes): their clips are tracked
+# (``track.track_people``) so that a row of every frame is one person throughout.
+MULTI_PERSON_BACKENDS: tuple[str, ...] = ("dwpose", "openpose", "mediapipe_multi")
+# Backends that need no weight files (nothing to search for).
+OFFLINE_BACKENDS: tuple[str, ...] = ("mediapipe", "mediapipe_multi")
 
 
 class PoseEstimator(Protocol):
@@ -122,11 +126,15 @@ def extract_pose_chunks(chunks: Iterable[Frames], estimator: PoseEstimator, min_
 
 def make_estimator(backend: Backend, model_dirs: Iterable[str] = (), video: bool = True) -> PoseEstimator:
     """The estimator for ``backend``; ``model_dirs`` are searched for weight files, ``video`` lets
-    trackers use the previous frame."""
+    trackers use the previous frame (not "mediapipe_multi", whose crops are still images)."""
     if backend == "mediapipe":
         from .extract_mediapipe import MediaPipeHolistic
 
         return MediaPipeHolistic(video=video)
+    if backend == "mediapipe_multi":
+        from .extract_mediapipe_multi import MediaPipeMultiPerson
+
+        return MediaPipeMultiPerson()
     if backend == "dwpose":
         from .extract_dwpose import DWPose
 

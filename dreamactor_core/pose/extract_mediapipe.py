@@ -1,7 +1,8 @@
 """MediaPipe Holistic as a pose backend: body, hands and face of one person, on any CPU, offline.
 
 mediapipe 0.10.14 ships the holistic graph and its models in the wheel; only ``model_complexity=1``
-is bundled (0 and 2 would download). Holistic tracks a single person. Its 33 pose landmarks map to
+is bundled (0 and 2 would download). Holistic tracks a single person (``extract_mediapipe_multi``
+runs it on each person a people detector finds). Its 33 pose landmarks map to
 BODY_18 (neck = shoulder midpoint) and the feet; its 478-point refined face mesh to the 68 iBUG
 points plus the two pupils; its hands (labelled by the person's own side) map one to one.
 """
@@ -39,35 +40,46 @@ def _landmarks(result_landmarks: object, width: int, height: int, with_visibilit
                      for lm in result_landmarks.landmark])
 
 
+def holistic_person(result: object, width: int, height: int) -> np.ndarray | None:
+    """The pack-layout ``[K, 3]`` person of one Holistic result on a ``width`` x ``height`` image
+    (pixels), or None when it found nobody."""
+    if result.pose_landmarks is None:
+        return None
+    person = np.zeros((sk.NUM_KEYPOINTS, 3))
+    pose = _landmarks(result.pose_landmarks, width, height, with_visibility=True)
+    for name, index in POSE_TO_BODY18.items():
+        person[sk.JOINT[name]] = pose[index]
+    shoulders = person[[sk.JOINT["left_shoulder"], sk.JOINT["right_shoulder"]]]
+    person[sk.JOINT["neck"]] = (*shoulders[:, :2].mean(axis=0), shoulders[:, 2].min())
+    if result.face_landmarks is not None:
+        face = _landmarks(result.face_landmarks, width, height, with_visibility=False)
+        person[sk.FACE] = face[list(FACE_MESH_TO_IBUG70)]  # the refined mesh has the irises
+    for landmarks, part in ((result.left_hand_landmarks, sk.LEFT_HAND),
+                            (result.right_hand_landmarks, sk.RIGHT_HAND)):
+        if landmarks is not None:
+            person[part] = _landmarks(landmarks, width, height, with_visibility=False)
+    return person
+
+
+def make_holistic(static: bool) -> object:
+    """Holistic as the wheel bundles it (model_complexity 1, refined face mesh with irises);
+    ``static``: every image on its own, no tracking from the previous one."""
+    import mediapipe
+
+    return mediapipe.solutions.holistic.Holistic(
+        static_image_mode=static, model_complexity=1, refine_face_landmarks=True)
+
+
 class MediaPipeHolistic:
     """A ``PoseEstimator`` over MediaPipe Holistic (one person per frame)."""
 
     def __init__(self, video: bool = True) -> None:
-        import mediapipe
-
-        self._holistic = mediapipe.solutions.holistic.Holistic(
-            static_image_mode=not video, model_complexity=1, refine_face_landmarks=True)
+        self._holistic = make_holistic(static=not video)
         self.description = "mediapipe holistic (CPU, one person)"
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        height, width = image.shape[:2]
-        result = self._holistic.process(image)
-        if result.pose_landmarks is None:
-            return np.zeros((0, sk.NUM_KEYPOINTS, 3))
-        person = np.zeros((sk.NUM_KEYPOINTS, 3))
-        pose = _landmarks(result.pose_landmarks, width, height, with_visibility=True)
-        for name, index in POSE_TO_BODY18.items():
-            person[sk.JOINT[name]] = pose[index]
-        shoulders = person[[sk.JOINT["left_shoulder"], sk.JOINT["right_shoulder"]]]
-        person[sk.JOINT["neck"]] = (*shoulders[:, :2].mean(axis=0), shoulders[:, 2].min())
-        if result.face_landmarks is not None:
-            face = _landmarks(result.face_landmarks, width, height, with_visibility=False)
-            person[sk.FACE] = face[list(FACE_MESH_TO_IBUG70)]  # the refined mesh has the irises
-        for landmarks, part in ((result.left_hand_landmarks, sk.LEFT_HAND),
-                                (result.right_hand_landmarks, sk.RIGHT_HAND)):
-            if landmarks is not None:
-                person[part] = _landmarks(landmarks, width, height, with_visibility=False)
-        return person[None]
+        person = holistic_person(self._holistic.process(image), image.shape[1], image.shape[0])
+        return np.zeros((0, sk.NUM_KEYPOINTS, 3)) if person is None else person[None]
 
     def close(self) -> None:
         self._holistic.close()
