@@ -3,11 +3,11 @@
 once here. Each stage module exports NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS.
 """
 
-from . import canvas, captioning, comfy_bridge, conditioning, models, native, pose, sampling
+from . import canvas, captioning, comfy_bridge, conditioning, long_video, models, native, pose, sampling
 
 comfy_bridge.register()
 
-_MODULES = (conditioning, pose, canvas, models, sampling, native, captioning)
+_MODULES = (conditioning, pose, canvas, models, sampling, long_video, native, captioning)
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

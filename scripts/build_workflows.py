@@ -1,6 +1,7 @@
 """Writes the shipped UI workflows and their template-browser thumbnails: dreamactor_m2_pose and
 dreamactor_m2_rgb on the pack's own loaders and sampler, dreamactor_m2_native_pose and
-dreamactor_m2_native_rgb on ComfyUI's own HunyuanVideo 1.5 nodes (the native path).
+dreamactor_m2_native_rgb on ComfyUI's own HunyuanVideo 1.5 nodes (the native path), and
+dreamactor_m2_long_video, the streamed long-video node between Load Video and Save Video.
 
 The graphs are declared here once, as nodes in groups with their links and widget values; each
 node's slots and widget order come from a running ComfyUI's /object_info, so the files match what
@@ -416,9 +417,70 @@ def build_native_workflow(object_info: dict, mode: str) -> dict:
     return b.to_json(str(uuid.uuid5(uuid.NAMESPACE_URL, f"dreamactor-m2/native_{mode}")))
 
 
+LONG_README_NOTE = """## DreamActor-M2 · long videos (streamed)
+
+*DreamActor-M2 Animate Long Video* takes the driving video straight from *Load Video* and animates it
+window by window (31 latent frames = 121 video frames each, every window continuing the last 3 latent
+frames of the one before), writing each window to the result before the next starts: memory is that
+of one window whatever the clip's length, and nothing becomes one big IMAGE batch. Before sampling
+the log gives the window and forward counts; after the first forward, the time estimate.
+
+{model_files} Train the LoRA with `python -m dreamactor_core train`.
+
+**Use**: reference picture, driving video of any length, prompt, queue. `mode` pose uses skeletons
+(`{pose_lora}`); for rgb, switch `mode` and the LoRA to `{rgb_lora}`. `max_frames` limits
+the clip; `window_frames` sets memory (fewer frames: less memory, more windows). Low memory: in
+*Load Model* set `weight_storage` to fp8_e4m3fn and `offload` to block.
+"""
+LONG_NOTES = {
+    "inputs": "Reference picture and driving video (any length: it is streamed from its file, never loaded "
+              "whole).",
+    "generate": "Animate Long Video samples the clip window by window into an mp4 at the driving video's "
+                "frame rate; Save Video keeps it. The report output repeats the estimate.",
+}
+
+
+def build_long_video_workflow(object_info: dict, mode: str) -> dict:
+    """The streamed long-video workflow: Load Video -> DreamActor-M2 Animate Long Video -> Save Video,
+    on the pack's loaders and encoders (no IMAGE batch of the clip anywhere)."""
+    b = WorkflowBuilder(object_info, prefix="long_")
+    names = _names(mode)
+    for key, title in (("inputs", "1 · Reference and driving video"), ("models", "2 · Models"),
+                       ("prompt", "3 · Target-oriented prompt"), ("generate", "4 · Animate and save")):
+        b.group(key, title)
+    readme = LONG_README_NOTE.format(model_files=MODEL_FILES_NOTE.format(**names), pose_lora=names["lora"],
+                                     rgb_lora=DEFAULT_MODELS["rgb_lora"].name)
+    b.note("inputs", "Read me", readme, 560)
+    b.note("inputs", "Inputs", LONG_NOTES["inputs"], 90)
+    reference = b.add("LoadImage", "inputs", title="Reference picture", image="reference.png")
+    video = b.add("LoadVideo", "inputs", title="Driving video", file="driving.mp4")
+    b.note("models", "Models", GROUP_NOTES["models"], 90)
+    model = b.add(f"{PACK}LoadModel", "models", model_name=names["transformer"])
+    with_lora = b.add(f"{PACK}LoadLora", "models", model=(model, 0), lora_name=names["lora"], strength=1.0)
+    vae = b.add(f"{PACK}LoadVAE", "models", vae_name=names["vae"])
+    text_encoder = b.add(f"{PACK}LoadTextEncoder", "models", text_encoder_name=names["text_encoder"],
+                         glyph_encoder_name=names["glyph_encoder"])
+    image_encoder = b.add(f"{PACK}LoadImageEncoder", "models", image_encoder_name=names["image_encoder"])
+    b.note("prompt", "Prompt", GROUP_NOTES["prompt"], 90)
+    prompt = _prompt(b)
+    text = b.add(f"{PACK}TextEncode", "prompt", text_encoder=(text_encoder, 0), prompt=(prompt, 0),
+                 negative_prompt=PROMPT["negative"])
+    embedded = b.add(f"{PACK}ReferenceImageEmbed", "prompt", positive=(text, 0), negative=(text, 1),
+                     image_encoder=(image_encoder, 0), reference=(reference, 0))
+    b.note("generate", "Generate", LONG_NOTES["generate"], 90)
+    animation = b.add(f"{PACK}AnimateLongVideo", "generate", title="Animate long video", model=(with_lora, 0),
+                      vae=(vae, 0), positive=(embedded, 0), negative=(embedded, 1), reference=(reference, 0),
+                      reference_mask=(reference, 1), video=(video, 0), mode=mode, width=PANEL_WIDTH,
+                      height=PANEL_HEIGHT, **SAMPLER)
+    b.add("SaveVideo", "generate", title="Save animation", video=(animation, 0),
+          filename_prefix=f"dreamactor_m2/{b.prefix}{mode}_animation")
+    return b.to_json(str(uuid.uuid5(uuid.NAMESPACE_URL, "dreamactor-m2/long_video")))
+
+
 # File stem -> (builder, mode, thumbnail mode): every shipped workflow.
 WORKFLOW_BUILDERS = {f"dreamactor_m2_{mode}": (build_workflow, mode) for mode in MODES} | {
-    f"dreamactor_m2_native_{mode}": (build_native_workflow, mode) for mode in MODES}
+    f"dreamactor_m2_native_{mode}": (build_native_workflow, mode) for mode in MODES} | {
+    "dreamactor_m2_long_video": (build_long_video_workflow, "pose")}
 
 
 def build(object_info: dict, name: str) -> dict:

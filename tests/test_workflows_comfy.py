@@ -31,6 +31,8 @@ pytestmark = pytest.mark.comfy
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("pose", "rgb")
 NAMES = ("dreamactor_m2_native_pose", "dreamactor_m2_native_rgb", "dreamactor_m2_pose", "dreamactor_m2_rgb")
+# Every shipped workflow: the four above and the streamed one (tests/test_long_video_comfy.py checks and runs it).
+SHIPPED = ("dreamactor_m2_long_video", *NAMES)
 PACK_MODULE = "custom_nodes.ComfyUI-DreamActor-M2"
 # The pack nodes a native workflow may use: everything else there is core (loaders, encoders, sampler).
 NATIVE_PACK_NODES = {f"DreamActorM2_{n}" for n in ("PoseExtract", "PoseAugment", "PoseRender", "BuildCanvas",
@@ -61,9 +63,9 @@ def test_shipped_files_are_what_the_builder_writes(comfy):
     builder = load_script("build_workflows")
     info = comfy.object_info()
     assert sorted(p.name for p in (REPO / "workflows").iterdir()) == sorted(
-        f"{name}.{ext}" for name in NAMES for ext in ("jpg", "json"))
-    assert sorted(builder.WORKFLOW_BUILDERS) == list(NAMES)
-    for name in NAMES:
+        f"{name}.{ext}" for name in SHIPPED for ext in ("jpg", "json"))
+    assert sorted(builder.WORKFLOW_BUILDERS) == list(SHIPPED)
+    for name in SHIPPED:
         assert builder.build(info, name) == _workflow(name), f"run scripts/build_workflows.py ({name})"
 
 

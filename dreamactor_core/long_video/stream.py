@@ -26,7 +26,9 @@ from ..canvas.composite import build_canvas, frame_corrections
 from ..canvas.masks import canvas_mask, pack_latent_mask
 from ..canvas.result import extract_result
 from ..conditioning.image_encoder import with_reference_embedding
+from ..conditioning.types import Conditioning
 from ..errors import DreamActorError
+from ..models.loading import DreamActorModel, DreamActorVAE
 from ..models.vae import decode_latent, encode_video
 from ..models.variants import resolved_settings
 from ..pipeline import MODES, AnimationModels, AnimationSettings, Mode, augment_driving_poses, driving_poses
@@ -109,16 +111,38 @@ def _pose_chunks(poses: PoseSequence, settings: AnimationSettings, chunk: int) -
         yield render.render_poses(part, settings.width, settings.height)
 
 
+def _check_inputs(mode: str, count: int) -> None:
+    if mode not in MODES:
+        raise DreamActorError(f"mode: expected one of {', '.join(MODES)}, got '{mode}'")
+    if count < 1:
+        raise DreamActorError(f"driving: expected at least one frame, got {count}")
+
+
 def animate_stream(models: AnimationModels, reference: torch.Tensor, chunks: Iterable[torch.Tensor], count: int,
                    fps: float, *, mode: Mode, prompt: str, write: Callable[[StreamChunk], None],
                    settings: AnimationSettings = AnimationSettings(), stream: StreamSettings = StreamSettings(),
                    progress: ProgressHook | None = None) -> StreamReport:
     """Animate ``reference`` with ``count`` driving frames arriving as ``chunks`` (float ``[n, H, W, 3]``
-    in 0..1, in order), handing each window's frames to ``write`` as they are done (module doc)."""
-    if mode not in MODES:
-        raise DreamActorError(f"mode: expected one of {', '.join(MODES)}, got '{mode}'")
-    if count < 1:
-        raise DreamActorError(f"driving: expected at least one frame, got {count}")
+    in 0..1, in order), handing each window's frames to ``write`` as they are done (module doc): the
+    prompt and the reference's SigLIP embedding are encoded, then ``animate_stream_encoded`` runs."""
+    _check_inputs(mode, count)
+    positive, negative = models.text_encoder.encode_pair(prompt, settings.negative_prompt)
+    positive, negative = with_reference_embedding(models.image_encoder, reference[..., :3], positive, negative)
+    return animate_stream_encoded(models.model, models.vae, reference, chunks, count, fps, mode=mode,
+                                  positive=positive, negative=negative, write=write, settings=settings,
+                                  stream=stream, progress=progress)
+
+
+def animate_stream_encoded(model: DreamActorModel, vae: DreamActorVAE, reference: torch.Tensor,
+                           chunks: Iterable[torch.Tensor], count: int, fps: float, *, mode: Mode, positive: Conditioning,
+                           negative: Conditioning | None, write: Callable[[StreamChunk], None],
+                           settings: AnimationSettings = AnimationSettings(),
+                           stream: StreamSettings = StreamSettings(),
+                           progress: ProgressHook | None = None) -> StreamReport:
+    """``animate_stream`` with the conditioning already encoded (the ComfyUI graph's Text Encode and
+    Reference Image Embed): ``positive``/``negative`` as ``sampling.sample`` takes them (``negative``
+    is used when cfg is not 1). ``reference`` may carry alpha as a fourth channel (1 = opaque)."""
+    _check_inputs(mode, count)
     if reference.ndim == 3:
         reference = reference.unsqueeze(0)
     transparency = None
@@ -128,8 +152,8 @@ def animate_stream(models: AnimationModels, reference: torch.Tensor, chunks: Ite
     if mode == "pose":
         poses = augment_driving_poses(driving_poses(chunks, settings), settings)
         chunks = _pose_chunks(poses, settings, stream.chunk_frames)
-    settings = resolved_settings(settings, models.model)  # steps, cfg, shift left at None: the release's
-    adapter = models.model.adapter
+    settings = resolved_settings(settings, model)  # steps, cfg, shift left at None: the release's
+    adapter = model.adapter
     temporal = adapter.temporal_compression
     transition = round(fps) if settings.transition else 0
     if settings.transition and not fps >= 0.5:
@@ -140,8 +164,6 @@ def animate_stream(models: AnimationModels, reference: torch.Tensor, chunks: Ite
     texts = 2 if settings.cfg != 1.0 else 1
     forwards = estimate_forwards(windows, texts * forwards_per_run(settings.solver, settings.steps))
     LOG.info("DreamActor-M2 long video: %s", describe_estimate(count, windows, forwards, None))
-    positive, negative = models.text_encoder.encode_pair(prompt, settings.negative_prompt)
-    positive, negative = with_reference_embedding(models.image_encoder, reference, positive, negative)
     driving = DrivingFrames(chunks, count, transition)
     clock = _ForwardClock(progress, forwards)
     keep = range(transition, total - padded)
@@ -153,7 +175,7 @@ def animate_stream(models: AnimationModels, reference: torch.Tensor, chunks: Ite
         canvas, layout = build_canvas(reference, frames, width=settings.width, height=settings.height,
                                       fit=settings.fit, temporal=temporal, fps=fps,
                                       reference_transparency=transparency)
-        condition = encode_video(models.vae, canvas, tile_frames=settings.tile_frames, tile_size=settings.tile_size)
+        condition = encode_video(vae, canvas, tile_frames=settings.tile_frames, tile_size=settings.tile_size)
         mask = pack_latent_mask(canvas_mask(layout), adapter.spatial_compression, temporal,
                                 adapter.mask_layout).unsqueeze(0)
         given = len(window.context)
@@ -162,7 +184,7 @@ def animate_stream(models: AnimationModels, reference: torch.Tensor, chunks: Ite
             half = condition.shape[-1] // 2
             condition[:, :, 1:1 + given, :, :half] = context[..., :half]
             mask[:, :, 1:1 + given, :, :half] = 1.0
-        latent = sample(models.model, positive, condition, mask, negative=negative if texts == 2 else None,
+        latent = sample(model, positive, condition, mask, negative=negative if texts == 2 else None,
                         seed=settings.seed + index, steps=settings.steps, cfg=settings.cfg, shift=settings.shift,
                         solver=settings.solver, cache_threshold=settings.cache_threshold,
                         progress=clock.window_hook())
@@ -171,7 +193,7 @@ def animate_stream(models: AnimationModels, reference: torch.Tensor, chunks: Ite
         carried.update({j: latent[:, :, position:position + 1].clone()
                         for position, j in enumerate(window.latent_frames) if j})
         carried = {j: carried[j] for j in sorted(carried)[max(0, len(carried) - stream.context_frames):]}
-        decoded = decode_latent(models.vae, latent, tile_frames=settings.tile_frames, tile_size=settings.tile_size)
+        decoded = decode_latent(vae, latent, tile_frames=settings.tile_frames, tile_size=settings.tile_size)
         # Mini-canvas frame i is global frame 0 (i = 0) or start + i - 1; the new ones follow the context.
         first_new = 0 if index == 0 else 1 + temporal * given
         positions = [i for i in range(first_new, len(canvas)) if (0 if i == 0 else start + i - 1) in keep]
