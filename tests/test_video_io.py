@@ -44,6 +44,18 @@ def test_write_then_read_round_trips_size_count_and_content(tmp_path):
     assert np.abs(back.frames[:, :101, :99].astype(int) - frames.astype(int)).mean() < 6
 
 
+@pytest.mark.parametrize("fps", [30000 / 1001, 12.5, 0.5])
+def test_fractional_frame_rates_are_written_as_they_are(tmp_path, fps):
+    """NTSC, a 25 fps clip taken every other frame, and the slowest rate a transition allows."""
+    path = write_video(tmp_path / "out.mp4", torch.rand(4, 16, 16, 3), fps=fps)
+    assert read_clip(path).fps == pytest.approx(fps, rel=1e-4)  # mp4 time bases are exact for these
+
+
+def test_a_rate_that_is_not_positive_is_refused(tmp_path):
+    with pytest.raises(DreamActorError, match="frame rate must be positive"):
+        write_video(tmp_path / "out.mp4", torch.rand(2, 16, 16, 3), fps=0.0)
+
+
 def test_image_keeps_alpha_only_when_present():
     assert read_image(opencv_sample("messi5.jpg")).shape[-1] == 3
 
