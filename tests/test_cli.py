@@ -12,8 +12,10 @@ from PIL import Image
 from real_data import skimage_photo, template_clip
 from repo_scripts import run_command
 
+from dreamactor_core.app.cli import build_parser
 from dreamactor_core.app.cli_options import parse_lora
 from dreamactor_core.app.default_models import DEFAULT_MODELS
+from dreamactor_core.pose.extract import BACKENDS
 from dreamactor_core.testing.stand_ins import write_tiny_stand_ins
 from dreamactor_core.video_io import read_clip
 
@@ -84,3 +86,18 @@ def test_lora_strength_syntax():
     assert parse_lora(r"C:\loras\pose.safetensors") == (r"C:\loras\pose.safetensors", 1.0)
     with pytest.raises(ValueError, match="NAME:STRENGTH"):
         parse_lora("pose.safetensors:strong")
+
+
+def test_animate_and_evaluate_offer_every_pose_backend(capsys):
+    """The commands take their --pose-backend choices from the engine's list, so a new backend
+    (mediapipe_multi came after the commands) is offered everywhere; only the arguments are parsed."""
+    commands = {"animate": ["animate", "--reference", "a.png", "--driving", "d.mp4", "--out", "o.mp4"],
+                "evaluate": ["evaluate", "--results", "r", "--references", "p", "--driving", "d"]}
+    parser = build_parser()
+    for command in commands.values():
+        for backend in BACKENDS:
+            assert parser.parse_args([*command, "--pose-backend", backend]).pose_backend == backend
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--pose-backend", "no_such_backend"])
+    assert parser.parse_args([*commands["evaluate"], "--pose-backend", "none"]).pose_backend == "none"
+    assert "invalid choice: 'no_such_backend'" in capsys.readouterr().err

@@ -92,6 +92,8 @@ def add_panel_arguments(group: argparse._ArgumentGroup) -> None:
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..pose.extract import BACKENDS
+
     sampling = parser.add_argument_group("sampling and poses")
     sampling.add_argument("--steps", type=int, default=None,
                           help="default: the transformer release's (30; 8 for step-distilled HunyuanVideo 1.5)")
@@ -103,8 +105,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
                                "0 = off, 0.1-0.3 saves forwards (bench/step_cache.py)")
     sampling.add_argument("--solver", choices=("euler", "heun", "dpmpp_2m"), default="euler")
     sampling.add_argument("--seed", type=int, default=0)
-    sampling.add_argument("--pose-backend", choices=("mediapipe", "dwpose", "openpose", "mediapipe_multi"),
-                          default="mediapipe", help="mediapipe follows one person; the others find several")
+    sampling.add_argument("--pose-backend", choices=BACKENDS, default="mediapipe",
+                          help="mediapipe follows one person; the others find several")
     sampling.add_argument("--pose-models-dir", action="append", default=[], help="where DWPose/OpenPose weights are")
 
 

@@ -19,6 +19,8 @@ from .caption_cli import add_captioner_arguments, load_from_args
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
+    from ..pose.extract import BACKENDS
+
     parser = commands.add_parser("evaluate", help="score finished animations (AW-Bench style)",
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, required=True, help="folder of result videos")
@@ -26,7 +28,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--driving", type=Path, required=True, help="folder of driving videos")
     parser.add_argument("--out", type=Path, help="report folder (default: <results>/evaluation)")
     parser.add_argument("--max-frames", type=int, default=None, help="read at most this many frames per video")
-    parser.add_argument("--pose-backend", choices=("mediapipe", "dwpose", "openpose", "none"), default="mediapipe")
+    parser.add_argument("--pose-backend", choices=(*BACKENDS, "none"), default="mediapipe",
+                        help="mediapipe follows one person; the others find several")
     parser.add_argument("--pose-models-dir", action="append", default=[], help="where DWPose/OpenPose weights are")
     parser.add_argument("--image-encoder", type=Path, help="SigLIP file or folder (sigclip_vision_patch14_384)")
     parser.add_argument("--judge-frames", type=int, default=8, help="result frames the judge sees")
