@@ -3,7 +3,9 @@
 Prints frames per second of (1) augmentation (bone scaling + clip box normalization) and rendering
 at 512x512 on one CPU core, on real poses (MediaPipe on the dancer clip, tiled to a long clip),
 next to controlnet_aux's OpenPose drawing of the same poses; (2) extraction per backend on the real
-clip (DWPose only where DREAMACTOR_DWPOSE_DIR holds its ONNX files). Target: augment+render >= 500 fps.
+clip (DWPose only where DREAMACTOR_DWPOSE_DIR holds its ONNX files), and the offline backends on
+vtest.avi's street of walkers, where mediapipe_multi pays one Holistic run per person found (its
+people-a-frame count is printed next to its speed). Target: augment+render >= 500 fps.
 
     .venv/bin/python bench/pose.py
 """
@@ -22,17 +24,18 @@ os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, befor
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from real_data import template_clip  # noqa: E402
+from real_data import opencv_sample, template_clip  # noqa: E402
 
 from dreamactor_core.pose import augment, render  # noqa: E402
 from dreamactor_core.pose import skeleton as sk  # noqa: E402
-from dreamactor_core.pose.extract import extract_poses, make_estimator  # noqa: E402
+from dreamactor_core.pose.extract import MULTI_PERSON_BACKENDS, OFFLINE_BACKENDS, extract_poses, make_estimator  # noqa: E402
 from dreamactor_core.pose.extract_dwpose import POSE_FILE, DWPose  # noqa: E402
 from dreamactor_core.pose.types import PoseSequence, from_pose_keypoint, to_pose_keypoint  # noqa: E402
 from dreamactor_core.video_io import read_clip  # noqa: E402
 
 SIZE = 512
 REPEAT = 10  # the 45-frame clip tiled to 450 frames
+WALKERS = slice(48, 60)  # vtest.avi frames where five people walk or stand (tests/test_pose_mediapipe_multi.py)
 
 
 def timed_twice(function, *args) -> tuple[float, float, object]:
@@ -72,14 +75,27 @@ def controlnet_aux_render(poses: PoseSequence) -> np.ndarray:
     return time.perf_counter() - start
 
 
+def extraction(frames: np.ndarray, backend: str) -> tuple[float, float, PoseSequence]:
+    """Frames per second of one offline backend (its model's start-up included, as in a node run),
+    the mean number of people with a body per frame, and the poses."""
+    start = time.perf_counter()
+    poses = extract_poses(frames, make_estimator(backend, video=True), track=backend in MULTI_PERSON_BACKENDS)
+    seconds = time.perf_counter() - start
+    people = np.mean([sum(1 for person in frame if (person[sk.BODY, 2] > 0).any()) for frame in poses.frames])
+    return len(frames) / seconds, float(people), poses
+
+
 def main() -> None:
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     clip = read_clip(template_clip())
-    start = time.perf_counter()
-    poses = extract_poses(clip.frames, make_estimator("mediapipe", video=True))
-    seconds = time.perf_counter() - start
-    rows = [("extract mediapipe holistic (CPU)", len(clip.frames) / seconds)]
+    walkers = read_clip(opencv_sample("vtest.avi"), max_frames=WALKERS.stop).frames[WALKERS]
+    rows, extracted = [], {}
+    for name, frames in (("dancer clip", clip.frames), (f"vtest.avi {len(walkers)} frames", walkers)):
+        for backend in OFFLINE_BACKENDS:
+            fps, people, extracted[name, backend] = extraction(frames, backend)
+            rows.append((f"extract {backend} (CPU) on the {name}, {people:.1f} people a frame", fps))
+    poses = extracted["dancer clip", "mediapipe"]  # the real poses augmentation and rendering run on
     weights = os.environ.get("DREAMACTOR_DWPOSE_DIR", "")
     if weights and (Path(weights) / POSE_FILE).is_file():
         description = DWPose.from_dirs([weights]).description
