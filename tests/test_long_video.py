@@ -5,6 +5,7 @@ a one-window run on tiny real models, and a 10,000-frame clip at default setting
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from dreamactor_core.errors import DreamActorError
 from dreamactor_core.long_video import StreamSettings, animate_stream, plan_windows
 from dreamactor_core.long_video import stream as stream_module
 from dreamactor_core.long_video.driving import DrivingFrames
+from dreamactor_core.long_video.video_stream import open_video
 from dreamactor_core.models.backbones import get_adapter
 from dreamactor_core.models.loading import DreamActorModel
 from dreamactor_core.pipeline import (
@@ -61,6 +63,24 @@ def test_driving_frames_serve_transition_video_and_repeats_holding_one_window():
     assert len(driving._held) == 30 - 10  # from the last window's first frame on, never what came before
     with pytest.raises(DreamActorError, match="released"):
         driving.get(4, 8)
+
+
+def test_videos_that_cannot_stream_are_refused_naming_the_file_and_why(tmp_path):
+    import av
+
+    with av.open(str(tmp_path / "header_only.mp4"), mode="w") as container:  # muxers drop a stream without samples
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        container.start_encoding()
+    (tmp_path / "text.mp4").write_text("this is text, not a video")
+    cases = {"header_only.mp4": "holds no video stream", "text.mp4": "could not be read",
+             "missing.mp4": "does not exist"}
+    for name, reason in cases.items():
+        with pytest.raises(DreamActorError, match=reason) as error:
+            open_video(tmp_path / name)
+        assert name in str(error.value)
+    with pytest.raises(DreamActorError, match="stride"):
+        open_video(tmp_path / "text.mp4", stride=0)
 
 
 # --- exact stitching: an oracle model on a block-averaging VAE -----------------------------------
@@ -197,6 +217,22 @@ def test_ten_thousand_frames_at_default_settings_stream_with_the_estimate_logged
     lines = [r.getMessage() for r in caplog.records]
     assert "10000 frames" in lines[0] and f"{report.forwards} transformer forwards" in lines[0]
     assert any("first forward took" in line for line in lines[1:])
+
+
+def test_the_time_estimate_counts_the_forward_not_the_window_encode_before_it(transformer, monkeypatch):
+    """The estimate multiplies the first forward's time by thousands: a second of VAE encode counted
+    into it would inflate an hour-long estimate many times over."""
+    def slow_encode(vae, frames, **kwargs):
+        time.sleep(1.0)
+        return _pool_encode(vae, frames, **kwargs)
+
+    monkeypatch.setattr(stream_module, "encode_video", slow_encode)
+    monkeypatch.setattr(stream_module, "decode_latent", _pool_decode)
+    frame = torch.full((1, 32, 32, 3), 0.5)
+    report = animate_stream(_oracle_models(transformer, []), frame, iter([frame.expand(8, 32, 32, 3)]), 8, 24.0,
+                            mode="rgb", prompt="", write=lambda chunk: None,
+                            settings=AnimationSettings(width=32, height=32, steps=1, cfg=1.0, transition=False))
+    assert report.seconds_per_forward is not None and report.seconds_per_forward < 0.5  # a tiny forward: ms
 
 
 def test_the_whole_clip_path_refuses_ten_thousand_frames_it_cannot_hold_and_names_the_streamed_one(tiny):

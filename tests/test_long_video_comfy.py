@@ -193,7 +193,7 @@ def test_a_video_without_frames_is_refused_with_its_name(comfy, job):
         comfy.run(prompt, timeout=600)
     assert failure.value.node_type == NODE
     assert "no_frames.mp4" in failure.value.exception_message
-    assert "could not be read" in failure.value.exception_message
+    assert "holds no video stream" in failure.value.exception_message
 
 
 def test_a_file_that_is_not_a_video_is_refused_with_its_name(comfy, job):

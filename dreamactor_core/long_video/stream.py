@@ -84,15 +84,18 @@ def _pixel_range(window: Window, temporal: int) -> tuple[int, int]:
 
 
 class _ForwardClock:
-    """Global progress over all windows, and the time of the first transformer forward."""
+    """Global progress over all windows, and the time of the first transformer forward: timed from the
+    moment the first window starts sampling, so its canvas and VAE encode do not inflate the estimate."""
 
     def __init__(self, progress: ProgressHook | None, total: int) -> None:
         self.progress, self.total, self.done = progress, total, 0
-        self.started = time.perf_counter()
         self.first: float | None = None
 
     def window_hook(self) -> ProgressHook:
+        """The progress hook of the window about to be sampled (made right before its sampler starts)."""
         base = self.done
+        if self.first is None:
+            self.started = time.perf_counter()
 
         def hook(done: int, _total: int) -> None:
             if self.first is None:

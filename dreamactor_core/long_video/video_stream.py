@@ -68,10 +68,14 @@ def open_video(path: str | Path, max_frames: int | None = None, stride: int = 1)
 
     try:
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DreamActorError(f"video '{path}' holds no video stream (audio or data only?)")
             stream = container.streams.video[0]
             header_fps = float(stream.average_rate or stream.guessed_rate or 24)
             times = sorted(float(packet.pts * packet.time_base) for packet in container.demux(stream)
                            if packet.pts is not None and packet.size)
+    except DreamActorError:
+        raise
     except Exception as error:  # demuxer errors come in many types; name the file either way
         raise DreamActorError(f"video '{path}' could not be read: {error}") from error
     count = -(-len(times) // stride)
