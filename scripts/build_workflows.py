@@ -248,6 +248,26 @@ SUMMARIES = {
             "subject (people, animals, cartoons, groups). The canvas is `[reference | driving frame]`; its "
             "preview is saved next to the animation. Needs the RGB-stage LoRA."),
 }
+# Notes on one-to-many and many-to-many (issue 18), widget names as the nodes show them.
+RGB_SEVERAL_PEOPLE_NOTE = ("**Several people**: the driving frames are used as they are, so nothing pairs a "
+                           "driving person with a character: the model maps them as it learned (no pose backend "
+                           "or box option in this mode). The canvas has one reference panel: all characters go "
+                           "in the one reference picture. People who cross each other are the method's known "
+                           "weak spot.")
+SEVERAL_PEOPLE_NOTE = """**Several people.** The canvas has one reference panel: all characters go in the one
+reference picture.
+
+- *Pose Extract* `backend`: `mediapipe` follows ONE person. For several: `mediapipe_multi` (no download;
+  OpenCV's HOG detector finds upright, whole people: crouching dancers, seated or half-hidden people are
+  often missed), `dwpose` or `openpose` (their weight files). With `track_people` on, each person gets a
+  `person_id` in POSE_KEYPOINT: 0, 1, ... by first appearance, left to right among people seen together.
+- *Pose Augment* `box`: `group` (default, the paper's rule) fits one box over everyone into the panel, so
+  people keep their sizes and places, and only those places tie a skeleton to a character. `person` puts
+  person k (k-th id) in the k-th of equal panel columns, or, with `reference_pose` linked (a Pose Extract
+  of the reference picture with a multi-person backend), onto the k-th reference character from the left;
+  the counts must match. A reference pose is stretched to the panel: give the picture the panel's shape.
+- One driving person gives one skeleton: the other characters get no motion of their own. People who
+  cross each other are the method's known weak spot."""
 GROUP_NOTES = {
     "inputs": "Reference picture and driving video. *Driving frames* keeps the first `length` frames; the "
               "two Int nodes set the panel size used everywhere.",
@@ -315,6 +335,7 @@ def _front(b: WorkflowBuilder, mode: str, readme: str) -> dict[str, tuple[Node, 
     motion = (frames, 0)
     if mode == "pose":
         b.note("pose", "Skeletons", GROUP_NOTES["pose"], 150)
+        b.note("pose", "Several people", SEVERAL_PEOPLE_NOTE, 360)
         extract = b.add(f"{PACK}PoseExtract", "pose", images=motion, backend="mediapipe")
         augment = b.add(f"{PACK}PoseAugment", "pose", pose_keypoint=(extract, 0), scale_bones=False,
                         normalize_box=True, width=(width, 0), height=(height, 0))
@@ -324,6 +345,8 @@ def _front(b: WorkflowBuilder, mode: str, readme: str) -> dict[str, tuple[Node, 
         b.add("SaveVideo", "pose", title="Save skeleton preview", video=(preview, 0),
               filename_prefix=f"dreamactor_m2/{b.prefix}pose_skeletons")
     b.note("canvas", "Canvas", GROUP_NOTES["canvas"], 110)
+    if mode == "rgb":
+        b.note("canvas", "Several people", RGB_SEVERAL_PEOPLE_NOTE, 120)
     canvas = b.add(f"{PACK}BuildCanvas", "canvas", reference=(reference, 0), driving=motion, width=(width, 0),
                    height=(height, 0), fps=fps, reference_mask=(reference, 1))  # transparent PNGs: background
     return {"reference": (reference, 0), "canvas": (canvas, 0), "canvas_info": (canvas, 1), "fps": fps}
@@ -436,7 +459,12 @@ LONG_NOTES = {
     "inputs": "Reference picture and driving video (any length: it is streamed from its file, never loaded "
               "whole).",
     "generate": "Animate Long Video samples the clip window by window into an mp4 at the driving video's "
-                "frame rate; Save Video keeps it. The report output repeats the estimate.",
+                "frame rate; Save Video keeps it. The report output repeats the estimate.\n\n**Several "
+                "people** (all characters in the one reference picture): `pose_backend` `mediapipe` follows "
+                "one person; `mediapipe_multi` (no download; upright, whole people), `dwpose` or `openpose` "
+                "find and track several. `pose_box` `group` (the paper's rule) keeps their sizes and places; "
+                "`person` puts person k (ids by first appearance, left to right) in the k-th of equal panel "
+                "columns. In rgb mode the frames drive as they are, the model pairing people with characters.",
 }
 
 
@@ -467,7 +495,7 @@ def build_long_video_workflow(object_info: dict, mode: str) -> dict:
                  negative_prompt=PROMPT["negative"])
     embedded = b.add(f"{PACK}ReferenceImageEmbed", "prompt", positive=(text, 0), negative=(text, 1),
                      image_encoder=(image_encoder, 0), reference=(reference, 0))
-    b.note("generate", "Generate", LONG_NOTES["generate"], 90)
+    b.note("generate", "Generate", LONG_NOTES["generate"], 180)
     animation = b.add(f"{PACK}AnimateLongVideo", "generate", title="Animate long video", model=(with_lora, 0),
                       vae=(vae, 0), positive=(embedded, 0), negative=(embedded, 1), reference=(reference, 0),
                       reference_mask=(reference, 1), video=(video, 0), mode=mode, width=PANEL_WIDTH,
