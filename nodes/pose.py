@@ -8,6 +8,7 @@ import os
 
 import torch
 
+from ..dreamactor_core.canvas.placement import FIT_MODES
 from ..dreamactor_core.pose import augment, extract, render, types
 from .comfy_bridge import CATEGORY_ROOT, POSE_FOLDER, progress_hook
 
@@ -92,7 +93,8 @@ class PoseAugment:
         "DreamActor-M2's pose augmentations, so the skeleton carries the motion but not the driving "
         "person's body shape: random bone-length scaling per body part (the same for the whole clip) "
         "and one bounding box for the whole clip fitted into the target panel (motion inside the clip "
-        "is kept). With a reference pose, the clip is fitted onto the reference character's pose box. "
+        "is kept). With a reference pose, the clip is fitted onto the reference character's pose box, "
+        "where Build Canvas shows the reference picture in the panel (set fit as there). "
         "Several tracked people (person_id from Pose Extract): each keeps their own bone factors; box "
         "'person' fits each one's own clip box onto the k-th reference character from the left (or the "
         "k-th panel column), person k ranked by id."
@@ -139,12 +141,18 @@ class PoseAugment:
                                "relative size and place). person: each tracked person's own clip box, fitted onto "
                                "the reference characters left to right (or equal panel columns).",
                 }),
+                "fit": (list(FIT_MODES), {
+                    "default": "pad",
+                    "tooltip": "With a reference pose: how Build Canvas fits the reference picture into the panel "
+                               "(set it as there; pad: whole picture, padded; crop: covers the panel, cut), so "
+                               "the skeletons land where the characters are shown. Unused without one.",
+                }),
             },
         }
 
     def augment(self, pose_keypoint, scale_bones: bool, scale_min: float, scale_max: float, seed: int,
                 symmetric: bool, normalize_box: bool, width: int, height: int, margin: float,
-                reference_pose=None, box: str = "group"):
+                reference_pose=None, box: str = "group", fit: str = "pad"):
         poses = types.from_pose_keypoint(pose_keypoint)
         tracked = types.has_person_ids(pose_keypoint)  # rows are people only when ids say so
         factors = None
@@ -153,7 +161,7 @@ class PoseAugment:
                        else augment.draw_bone_factors(seed, scale_min, scale_max, symmetric))
         reference = types.from_pose_keypoint(reference_pose) if reference_pose is not None else None
         panel = (width, height) if normalize_box or reference is not None else None
-        result = augment.augment_clip(poses, factors, panel, margin, reference, box=box)
+        result = augment.augment_clip(poses, factors, panel, margin, reference, box=box, fit=fit)
         return (types.to_pose_keypoint(result, person_ids=tracked),)
 
 

@@ -265,7 +265,8 @@ reference picture.
   people keep their sizes and places, and only those places tie a skeleton to a character. `person` puts
   person k (k-th id) in the k-th of equal panel columns, or, with `reference_pose` linked (a Pose Extract
   of the reference picture with a multi-person backend), onto the k-th reference character from the left;
-  the counts must match. A reference pose is stretched to the panel: give the picture the panel's shape.
+  the counts must match. A reference pose follows the picture where Build Canvas places it in the panel:
+  set Pose Augment's `fit` as Build Canvas's.
 - One driving person gives one skeleton: the other characters get no motion of their own. People who
   cross each other are the method's known weak spot."""
 GROUP_NOTES = {

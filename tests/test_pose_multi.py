@@ -158,3 +158,78 @@ def test_more_people_than_any_palette_and_people_arriving_mid_clip_render():
         x, y = crowd[i, sk.JOINT["neck"], :2].astype(int)
         assert images[1, y - 2:y + 3, x - 2:x + 3].any()
     np.testing.assert_array_equal(images[2], render.draw_poses(PoseSequence((crowd[:1],), 640, 200))[0])
+
+
+REF_W, REF_H, PANEL = 512, 256, 256  # a 2:1 reference picture, a square panel
+
+
+def _shown_box(panel: torch.Tensor, channel: int) -> tuple[float, float, float, float]:
+    """The pixel box (x0, y0, x1, y1, edges) where ``channel`` is over half lit in a [H, W, 3] panel."""
+    ys, xs = np.nonzero(panel[..., channel].numpy() > 0.5)
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+@pytest.mark.parametrize("fit", ["pad", "crop"])
+def test_person_boxes_land_where_the_canvas_shows_each_reference_character(fit):
+    """The truth is the canvas itself: each reference character is painted in its own colour over its
+    pose box, the picture goes through build_canvas, and each driving person's fitted box must sit on
+    its colour in the reference panel (centred, filling it on the fitting side, within 1.5 px: the
+    antialiased edge of a halved picture). Stretching x and y apart puts them 50 px off under pad."""
+    from dreamactor_core.canvas.composite import build_canvas
+
+    characters = [standing_person(80, 30, 190), standing_person(255, 60, 150)]  # in the middle half: crop keeps them
+    picture = torch.zeros(1, REF_H, REF_W, 3)
+    for channel, character in enumerate(characters):
+        x0, y0, x1, y1 = augment.clip_box(PoseSequence((character[None],), REF_W, REF_H))
+        picture[0, round(y0):round(y1), round(x0):round(x1), channel] = 1.0
+    reference = PoseSequence((np.stack(characters[::-1]),), REF_W, REF_H)  # listed right to left: ranked anyway
+    canvas, _ = build_canvas(picture, torch.zeros(1, PANEL, PANEL, 3), width=PANEL, height=PANEL, fit=fit)
+    driving = PoseSequence(tuple(np.stack([standing_person(40 + t, 50, 250), standing_person(400 - t, 90, 120)])
+                                 for t in range(0, 40, 8)), WIDTH, HEIGHT)
+    fitted = augment.augment_clip(driving, panel=(PANEL, PANEL), box="person", reference=reference, margin=0.0,
+                                  fit=fit)
+    for row in range(2):
+        shown = _shown_box(canvas[0, :, :PANEL], row)
+        mine = augment.clip_box(PoseSequence(tuple(f[row:row + 1] for f in fitted.frames), PANEL, PANEL))
+        assert (mine[0] + mine[2]) / 2 == pytest.approx((shown[0] + shown[2]) / 2, abs=1.5), (row, mine, shown)
+        assert (mine[1] + mine[3]) / 2 == pytest.approx((shown[1] + shown[3]) / 2, abs=1.5), (row, mine, shown)
+        assert mine[0] >= shown[0] - 1.5 and mine[2] <= shown[2] + 1.5 and mine[1] >= shown[1] - 1.5
+        assert mine[3] <= shown[3] + 1.5
+        assert max(mine[2] - mine[0] - (shown[2] - shown[0]), mine[3] - mine[1] - (shown[3] - shown[1])) > -3
+    one = PoseSequence((characters[0][None],), REF_W, REF_H)  # box "group": the clip onto one character
+    grouped = augment.clip_box(augment.augment_clip(driving, panel=(PANEL, PANEL), reference=one, fit=fit))
+    shown = _shown_box(canvas[0, :, :PANEL], 0)
+    assert (grouped[0] + grouped[2]) / 2 == pytest.approx((shown[0] + shown[2]) / 2, abs=1.5)
+    assert (grouped[1] + grouped[3]) / 2 == pytest.approx((shown[1] + shown[3]) / 2, abs=1.5)
+    assert grouped[1] >= shown[1] - 1.5 and grouped[3] <= shown[3] + 1.5
+
+
+def test_evaluation_scores_tracked_people_person_by_person_whatever_the_detector_order():
+    """The evaluate command's pose agreement with a multi-person backend: the result shows the same
+    three people as the driving clip but its extraction lists them in another order; tracked and
+    paired by id it agrees fully, while the untracked scorer (one main body per frame, first among
+    equals) compares different people. A person the result lacks scores the minimum for them."""
+    from dreamactor_core.app.evaluation import Evaluators, measure_frames
+
+    frames, people = _scene()
+    without_c = [np.stack([p[t] for name, p in people.items() if name != "C" and p[t] is not None])
+                 for t in range(FRAMES)]
+    seeds = iter(range(100))
+
+    def extractor(track: bool, result_frames: list[np.ndarray]):
+        clips = iter([frames, result_frames])  # evaluation extracts the driving clip, then the result
+
+        def extract_poses(images: torch.Tensor) -> PoseSequence:
+            estimator = ScriptedEstimator(next(clips), seed=next(seeds))  # every extraction lists them anew
+            return extract.extract_poses(images, estimator, min_confidence=0.0, track=track)
+        return extract_poses
+
+    clip, reference = torch.zeros(FRAMES, HEIGHT, WIDTH, 3), torch.zeros(HEIGHT, WIDTH, 3)
+
+    def agreement(track: bool, result_frames: list[np.ndarray] = frames) -> float:
+        evaluators = Evaluators(extract_poses=extractor(track, result_frames), people_tracked=track)
+        return measure_frames(reference, clip, clip, 24.0, evaluators)["measures"]["pose_agreement"]
+
+    assert agreement(True) == pytest.approx(5.0)
+    assert agreement(False) < 4.0  # detector order: main bodies of different people
+    assert agreement(True, without_c) == pytest.approx((5.0 + 5.0 + 1.0) / 3)  # C missing: A, B 5 and C 1

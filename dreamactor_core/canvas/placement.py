@@ -67,6 +67,14 @@ class Placement:
         """True when the content fills the whole panel (no padding to fill)."""
         return self.panel_box == Box(0, 0, panel_height, panel_width)
 
+    def source_to_panel(self, x: float, y: float) -> tuple[float, float]:
+        """Where the source's point ``x``, ``y`` (pixels from its top-left corner, floats or arrays)
+        lands in the panel: scaled as the image is resampled, then shifted by the padding or the cut
+        (a point that "crop" cut away lands outside the panel). Pose coordinates on the reference
+        picture go through it to meet the character where the canvas shows it."""
+        return (x * self.scaled_width / self.source_width + self.panel_box.left - self.scaled_box.left,
+                y * self.scaled_height / self.source_height + self.panel_box.top - self.scaled_box.top)
+
 
 def round_to_multiple(value: float, multiple: int) -> int:
     """The nearest multiple of ``multiple`` (halves round up), never below one multiple."""

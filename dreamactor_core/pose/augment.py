@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..canvas.placement import place
 from ..errors import DreamActorError
 from . import skeleton as sk
 from .types import PoseSequence
@@ -147,54 +148,65 @@ def normalize_to_panel(poses: PoseSequence, width: int, height: int, margin: flo
                    (gap, gap, width - gap, height - gap), width, height)
 
 
-def reference_box(reference: PoseSequence, width: int, height: int, min_confidence: float = 0.0) -> Box:
-    """The box of the reference's first frame, scaled from its canvas to a ``width`` x ``height`` one."""
+def _reference_to_panel(box: Box, reference: PoseSequence, width: int, height: int, fit: str) -> Box:
+    """``box`` on the reference picture (the reference pose's canvas) moved to where the canvas shows
+    it in a ``width`` x ``height`` panel under ``fit``: the canvas's own placement of the reference
+    (``canvas.placement.place``, the panel size given), not a stretch of x and y apart."""
+    placement = place((reference.height, reference.width), (height, width), fit)
+    x0, y0 = placement.source_to_panel(box[0], box[1])
+    x1, y1 = placement.source_to_panel(box[2], box[3])
+    return x0, y0, x1, y1
+
+
+def reference_box(reference: PoseSequence, width: int, height: int, min_confidence: float = 0.0,
+                  fit: str = "pad") -> Box:
+    """The box of the reference's first frame, where the canvas shows it in a ``width`` x ``height``
+    panel when it places the reference picture with ``fit``."""
     first = PoseSequence(reference.frames[:1], reference.width, reference.height)
-    x0, y0, x1, y1 = _require_people(first, "reference pose", min_confidence)
-    sx, sy = width / reference.width, height / reference.height
-    return x0 * sx, y0 * sy, x1 * sx, y1 * sy
+    return _reference_to_panel(_require_people(first, "reference pose", min_confidence), reference, width, height, fit)
 
 
 def fit_to_reference(poses: PoseSequence, reference: PoseSequence, width: int, height: int,
-                     min_confidence: float = 0.0) -> PoseSequence:
+                     min_confidence: float = 0.0, fit: str = "pad") -> PoseSequence:
     """Retarget: fit the driving clip's box onto the reference character's pose box (scale and
-    position), so the skeleton matches the character's size and place in the reference image."""
+    position), so the skeleton matches the character's size and place in the reference panel."""
     return fit_box(poses, _require_people(poses, "poses", min_confidence),
-                   reference_box(reference, width, height, min_confidence), width, height)
+                   reference_box(reference, width, height, min_confidence, fit), width, height)
 
 
 def _person_targets(people: int, reference: PoseSequence | None, width: int, height: int,
-                    margin: float, min_confidence: float) -> list[Box]:
+                    margin: float, min_confidence: float, fit: str) -> list[Box]:
     """Where each person id goes: the reference's characters ranked left to right (by box centre),
-    or equal columns of the panel, left to right, each less ``margin``."""
+    where the canvas shows them under ``fit``, or equal columns of the panel, left to right, each
+    less ``margin``."""
     if reference is not None:
         first = [person for person in reference.frames[0] if (person[:, 2] > max(min_confidence, 0)).any()] \
             if reference.frames else []
-        sx, sy = width / reference.width, height / reference.height
         boxes = sorted((clip_box(PoseSequence((person[None],), reference.width, reference.height), min_confidence)
                         for person in first), key=lambda box: box[0] + box[2])
         if len(boxes) != people:
             raise DreamActorError(f"reference pose: {len(boxes)} people, but the driving clip has {people} person "
                                   "ids; per-person boxes pair them in order (or use box 'group')")
-        return [(x0 * sx, y0 * sy, x1 * sx, y1 * sy) for x0, y0, x1, y1 in boxes]
+        return [_reference_to_panel(box, reference, width, height, fit) for box in boxes]
     gap, column = margin * min(width, height), width / people
     return [(i * column + gap, gap, (i + 1) * column - gap, height - gap) for i in range(people)]
 
 
 def fit_people(poses: PoseSequence, width: int, height: int, margin: float = 0.05,
-               reference: PoseSequence | None = None, min_confidence: float = 0.0) -> PoseSequence:
+               reference: PoseSequence | None = None, min_confidence: float = 0.0, fit: str = "pad") -> PoseSequence:
     """Per-person clip boxes: each person id (row of a tracked clip) has its own clip box (over all
     its frames, so its own motion is kept) fitted onto its own target, so every person loses size and
     place the way the paper's one box removes them from one person. Person id k (ids rank people by
     first appearance, left to right among those appearing together) goes to the k-th reference
-    character from the left, or without a reference to the k-th of equal panel columns."""
+    character from the left (where the canvas shows it under ``fit``), or without a reference to the
+    k-th of equal panel columns."""
     rows = _rows(poses)
     people = poses.stacked().copy()
     ids = [row for row in range(int(rows.max()) + 1 if len(rows) else 0)
            if (people[rows == row][..., 2] > 0).any()]
     if not ids:
         _require_people(poses, "poses", min_confidence)
-    targets = _person_targets(len(ids), reference, width, height, margin, min_confidence)
+    targets = _person_targets(len(ids), reference, width, height, margin, min_confidence, fit)
     for row, target in zip(ids, targets):
         mine = poses.with_stacked(np.where((rows == row)[:, None, None], people, 0.0))
         box = _require_people(mine, f"person {row}", 0.0)
@@ -210,11 +222,12 @@ def fit_people(poses: PoseSequence, width: int, height: int, margin: float = 0.0
 def augment_clip(poses: PoseSequence, bone_factors: BoneFactors | None = None,
                  panel: tuple[int, int] | None = None, margin: float = 0.05,
                  reference: PoseSequence | None = None, min_confidence: float = 0.0,
-                 box: str = "group") -> PoseSequence:
+                 box: str = "group", fit: str = "pad") -> PoseSequence:
     """Bone scaling (when ``bone_factors`` is given: one set, or one per person id), then fitting
     into ``panel`` (width, height): ``box`` "group" fits the clip's one box onto the ``reference``
     pose box when one is given, else the whole panel less ``margin``; "person" fits each person id
-    on its own (``fit_people``).
+    on its own (``fit_people``). ``fit`` is the canvas's fit ("pad" or "crop"): a reference pose
+    (on the reference picture) is moved to where the canvas places that picture in the panel.
 
     Only fitting needs a person (there is no box to fit otherwise); without ``panel`` a clip in which
     nobody was found comes back unchanged, as bone scaling has nothing to move."""
@@ -225,7 +238,7 @@ def augment_clip(poses: PoseSequence, bone_factors: BoneFactors | None = None,
     if panel is None:
         return poses
     if box == "person":
-        return fit_people(poses, *panel, margin=margin, reference=reference, min_confidence=min_confidence)
+        return fit_people(poses, *panel, margin=margin, reference=reference, min_confidence=min_confidence, fit=fit)
     if reference is not None:
-        return fit_to_reference(poses, reference, *panel, min_confidence=min_confidence)
+        return fit_to_reference(poses, reference, *panel, min_confidence=min_confidence, fit=fit)
     return normalize_to_panel(poses, *panel, margin=margin, min_confidence=min_confidence)
