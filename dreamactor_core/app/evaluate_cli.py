@@ -3,7 +3,8 @@
 Each result video in --results is paired by name with a reference picture in --references and a
 driving video in --driving (``NAME.mp4`` with ``NAME.png`` and ``NAME.mp4``, or ``REF__DRIVE.mp4``
 with ``REF.png`` and ``DRIVE.mp4``). Measured per video and averaged: temporal flicker and motion
-smoothness (always), pose agreement with the driving clip (--pose-backend, 'none' to skip),
+smoothness (always), pose agreement with the driving clip (--pose-backend, 'none' to skip; the
+multi-person backends track people and score them person by person),
 SigLIP similarity of each frame to the reference (--image-encoder), and the four Video-Bench
 judge scores 1-5 (--model, a Qwen2.5-VL-Instruct). Writes <out>/report.json and contact sheets.
 """
@@ -50,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
     if args.pose_backend == "none":
         evaluators.skipped["pose_agreement"] = "--pose-backend none"
     else:
+        track = args.pose_backend in extract.MULTI_PERSON_BACKENDS  # as the pipeline tracks them
+
         def extract_poses(frames):
             estimator = extract.make_estimator(args.pose_backend, args.pose_models_dir, video=len(frames) > 1)
-            return extract.extract_poses(frames, estimator)
+            return extract.extract_poses(frames, estimator, track=track)
 
-        evaluators.extract_poses = extract_poses
+        evaluators.extract_poses, evaluators.people_tracked = extract_poses, track
     if args.image_encoder is None:
         evaluators.skipped["siglip_similarity"] = "no --image-encoder"
     else:

@@ -4,6 +4,8 @@ Model-free measures (always, unless their model is absent, in which case they ar
 skipped with the reason):
 - ``pose_agreement`` (1-5): the bootstrap filter's scorer, the result's body joints against the
   driving clip's after the clip-level box normalisation (result frame i against driving frame i);
+  with a multi-person backend both clips are tracked and scored person by person
+  (``tracked_pose_agreement``), so the order a detector lists people in does not matter;
 - ``siglip_similarity`` (-1..1, higher is closer): cosine similarity of the SigLIP embedding
   (mean of the last hidden state's tokens) of the reference and of each sampled result frame,
   whole frames (no subject crop); its mean and its minimum (the worst frame);
@@ -35,7 +37,7 @@ from ..conditioning.captioner import Captioner, sample_indices
 from ..conditioning.image_encoder import ImageEncoder
 from ..conditioning.judge import judge_video
 from ..errors import DreamActorError
-from ..pose.types import PoseSequence
+from ..pose.types import PoseSequence, empty_people
 from ..train.bootstrap.contact_sheet import render_row, write_sheets
 from ..train.bootstrap.inputs import PICTURE_SUFFIXES, VIDEO_SUFFIXES
 from ..train.bootstrap.scorers import pose_agreement
@@ -61,6 +63,7 @@ class Evaluators:
     """What to measure with: each None is skipped and reported as such."""
 
     extract_poses: Callable[[torch.Tensor], PoseSequence] | None = None
+    people_tracked: bool = False  # extract_poses tracks people: a frame's row k is person id k
     image_encoder: ImageEncoder | None = None
     judge: Captioner | None = None
     judge_frames: int = 8
@@ -128,13 +131,39 @@ def siglip_similarity(encoder: ImageEncoder, reference: torch.Tensor, frames: to
     return {"mean": float(similarity.mean()), "min": float(similarity.min())}
 
 
+def _person(poses: PoseSequence, row: int) -> PoseSequence:
+    """Person id ``row`` of a tracked clip alone (an empty frame where the clip has no such row)."""
+    return PoseSequence(tuple(people[row:row + 1] if row < len(people) else empty_people(0) for people in poses.frames),
+                        poses.width, poses.height)
+
+
+def tracked_pose_agreement(driving_poses: PoseSequence, result_poses: PoseSequence, reference: torch.Tensor,
+                           result: torch.Tensor, driving: torch.Tensor, fps: float) -> float:
+    """Pose agreement of tracked clips, person by person, averaged over the driving clip's people.
+
+    Driving person id k is paired with result person id k: the tracker ranks ids by first
+    appearance, left to right among people seen together, so the ids line up when the result keeps
+    the driving layout (the group clip box keeps it). Each pair is scored alone by the bootstrap
+    scorer (its own clip box); a driving person the result lacks scores the minimum."""
+    scores = []
+    for row in range(max((len(people) for people in driving_poses.frames), default=0)):
+        mine, theirs = _person(driving_poses, row), _person(result_poses, row)
+        if any((people[..., 2] > 0).any() for people in mine.frames):
+            scores.append(pose_agreement(ScoringInputs(result, driving, reference, mine,
+                                                       lambda _frames, poses=theirs: poses, fps)))
+    return float(np.mean(scores))
+
+
 def _pose_agreement(extract: Callable[[torch.Tensor], PoseSequence], reference: torch.Tensor,
-                    result: torch.Tensor, driving: torch.Tensor, fps: float) -> float | str:
+                    result: torch.Tensor, driving: torch.Tensor, fps: float, tracked: bool = False) -> float | str:
     frames = min(len(result), len(driving))
-    driving_poses = extract(driving[:frames])
+    result, driving = result[:frames], driving[:frames]
+    driving_poses = extract(driving)
     if not any(len(people) and (people[..., 2] > 0).any() for people in driving_poses.frames):
         return "no person found in the driving clip"
-    return pose_agreement(ScoringInputs(result[:frames], driving[:frames], reference, driving_poses, extract, fps))
+    if tracked:
+        return tracked_pose_agreement(driving_poses, extract(result), reference, result, driving, fps)
+    return pose_agreement(ScoringInputs(result, driving, reference, driving_poses, extract, fps))
 
 
 def measure_frames(reference: torch.Tensor, driving: torch.Tensor | None, result: torch.Tensor, fps: float,
@@ -153,7 +182,8 @@ def measure_frames(reference: torch.Tensor, driving: torch.Tensor | None, result
     if evaluators.extract_poses is not None and driving is None:
         entry["skipped"]["pose_agreement"] = "no driving clip"
     elif evaluators.extract_poses is not None:
-        agreement = _pose_agreement(evaluators.extract_poses, reference, result, driving, fps)
+        agreement = _pose_agreement(evaluators.extract_poses, reference, result, driving, fps,
+                                    evaluators.people_tracked)
         if isinstance(agreement, str):
             entry["skipped"]["pose_agreement"] = agreement
         else:
