@@ -79,7 +79,7 @@ class AnimationSettings:
     min_confidence: float = 0.3
     bone_scale: tuple[float, float] | None = None  # (low, high): scale bones by factors drawn from U(low, high)
     pose_seed: int = 0
-    track_people: bool = True  # stable person ids across frames (multi-person backends: dwpose, openpose)
+    track_people: bool = True  # stable person ids across frames (the backends of pose.extract.MULTI_PERSON_BACKENDS)
     pose_box: str = "group"  # "group": one clip box over everyone (paper); "person": one per person id
     tile_frames: int = 16
     tile_size: int = 256

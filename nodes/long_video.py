@@ -28,7 +28,7 @@ from ..dreamactor_core.long_video.stream import StreamSettings, animate_stream_e
 from ..dreamactor_core.long_video.video_stream import VideoSource, open_video
 from ..dreamactor_core.models.attention import ATTENTION_CHOICES, configured
 from ..dreamactor_core.pipeline import MODES, AnimationSettings
-from ..dreamactor_core.pose import extract
+from ..dreamactor_core.pose import augment, extract
 from ..dreamactor_core.sampling import SOLVERS
 from ..dreamactor_core.video_io import VideoWriter
 from .comfy_bridge import CATEGORY_ROOT, progress_hook
@@ -154,9 +154,11 @@ class AnimateLongVideo:
                 "transition": ("BOOLEAN", {"default": True, "tooltip": "Lead in with one second of black driving "
                                            "frames (the paper's inference setting); cut from the result."}),
                 "pose_backend": (list(extract.BACKENDS), {"default": "mediapipe", "tooltip": "Pose mode: "
-                                 "mediapipe (one person, nothing to download), dwpose or openpose (everyone; "
-                                 "their files in models/dreamactor_pose)."}),
-                "pose_box": (["group", "person"], {"default": "group", "tooltip": "group: one clip box over "
+                                 "mediapipe (ONE person only, nothing to download), mediapipe_multi (several "
+                                 "people, nothing to download: HOG people detector, then MediaPipe on each; "
+                                 "upright whole people), dwpose or openpose (every person; their files in "
+                                 "models/dreamactor_pose)."}),
+                "pose_box": (list(augment.BOX_MODES), {"default": "group", "tooltip": "group: one clip box over "
                              "everyone (the paper); person: one per tracked person."}),
                 "max_frames": ("INT", {"default": 0, "min": 0, "max": 10_000_000,
                                        "tooltip": "Driving frames to use; 0 = the whole video."}),
@@ -181,7 +183,8 @@ class AnimateLongVideo:
             width=width, height=height, fit=fit, transition=transition,
             steps=steps or None, cfg=cfg or None, shift=shift or None,  # 0: the model file's default
             cache_threshold=cache_threshold, solver=solver, seed=seed, pose_backend=pose_backend,
-            pose_model_dirs=tuple(_pose_model_dirs()) if pose_backend != "mediapipe" else (), pose_box=pose_box)
+            pose_model_dirs=() if pose_backend in extract.OFFLINE_BACKENDS else tuple(_pose_model_dirs()),
+            pose_box=pose_box)
         stream = StreamSettings(window_frames=window_frames, context_frames=context_frames)
         path = os.path.join(folder_paths.get_temp_directory(), TEMP_FOLDER, f"long_video_{uuid.uuid4().hex}.mp4")
         LOG.info("DreamActor-M2 long video: %s, %d frames at %.3g fps, streamed to %s", source.path, source.frames,
