@@ -26,15 +26,15 @@ from ..dreamactor_core.errors import DreamActorError
 from ..dreamactor_core.long_video.plan import describe_estimate
 from ..dreamactor_core.long_video.stream import StreamSettings, animate_stream_encoded
 from ..dreamactor_core.long_video.video_stream import VideoSource, open_video
-from ..dreamactor_core.models.attention import ATTENTION_CHOICES, configured
+from ..dreamactor_core.models.attention import configured
 from ..dreamactor_core.pipeline import MODES, AnimationSettings
 from ..dreamactor_core.pose import augment, extract
-from ..dreamactor_core.sampling import SOLVERS
 from ..dreamactor_core.video_io import VideoWriter
 from .comfy_bridge import CATEGORY_ROOT, progress_hook
 from .conditioning import CONDITIONING_TYPE
 from .models import MODEL_TYPE, VAE_TYPE
-from .pose import _pose_model_dirs
+from .pose import BACKEND_WIDGET, _pose_model_dirs
+from .sampling import GUIDANCE_WIDGETS, SPEED_WIDGETS
 
 LOG = logging.getLogger(__name__)
 NEEDS = "ComfyUI's VIDEO type with get_stream_source (ComfyUI 0.3.75 has it; update ComfyUI)"
@@ -129,15 +129,7 @@ class AnimateLongVideo:
                                    "tooltip": "Panel height in pixels."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
                                  "tooltip": "Noise seed of the first window (window i uses seed + i)."}),
-                "steps": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip": "Denoising steps per window; "
-                                  "0 = the model file's (30; 8 for a step_distilled HunyuanVideo 1.5 file)."}),
-                "cfg": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
-                                  "tooltip": "Text guidance scale; 1 turns guidance off (and needs no negative); 0 = "
-                                             "the model file's (6; 1 for cfg_distilled and step_distilled files)."}),
-                "shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
-                                    "tooltip": "Timestep shift; 0 = the model file's (5 for 480p, 7 for 720p)."}),
-                "solver": (list(SOLVERS), {"default": "euler", "tooltip": "euler: one forward a step; heun: "
-                                           "two, more accurate; dpmpp_2m: second order at one forward a step."}),
+                **GUIDANCE_WIDGETS,
                 "window_frames": ("INT", {"default": 31, "min": 4, "max": 64, "tooltip": "Latent frames per "
                                           "window, the reference frame included (31 = 121 video frames at 4x, "
                                           "the longest clip the paper trains on). Memory follows this, not the "
@@ -153,22 +145,14 @@ class AnimateLongVideo:
                                           "crop: scale to cover it and cut the overflow."}),
                 "transition": ("BOOLEAN", {"default": True, "tooltip": "Lead in with one second of black driving "
                                            "frames (the paper's inference setting); cut from the result."}),
-                "pose_backend": (list(extract.BACKENDS), {"default": "mediapipe", "tooltip": "Pose mode: "
-                                 "mediapipe (ONE person only, nothing to download), mediapipe_multi (several "
-                                 "people, nothing to download: HOG people detector, then MediaPipe on each; "
-                                 "upright whole people), dwpose or openpose (every person; their files in "
-                                 "models/dreamactor_pose)."}),
+                "pose_backend": BACKEND_WIDGET,
                 "pose_box": (list(augment.BOX_MODES), {"default": "group", "tooltip": "group: one clip box over "
                              "everyone (the paper); person: one per tracked person."}),
                 "max_frames": ("INT", {"default": 0, "min": 0, "max": 10_000_000,
                                        "tooltip": "Driving frames to use; 0 = the whole video."}),
                 "stride": ("INT", {"default": 1, "min": 1, "max": 64,
                                    "tooltip": "Keep every n-th driving frame (the frame rate drops with it)."}),
-                "attention": (list(ATTENTION_CHOICES), {"default": "auto", "tooltip": "Attention kernel, as in "
-                              "the Sampler."}),
-                "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile each transformer block."}),
-                "cache_threshold": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                              "tooltip": "Step cache threshold, as in the Sampler; 0 = off."}),
+                **SPEED_WIDGETS,
             },
         }
 

@@ -27,6 +27,17 @@ def _pose_model_dirs() -> list[str]:
     return dirs
 
 
+# The backend choice of every node that extracts poses (Pose Extract, Animate Long Video).
+BACKEND_WIDGET = (list(extract.BACKENDS), {
+    "default": "mediapipe",
+    "tooltip": "mediapipe: follows ONE person only, CPU, nothing to download. mediapipe_multi: several "
+               "people, CPU, nothing to download (HOG people detector, then MediaPipe on each person; "
+               "upright whole people, slower per person). dwpose: every person, onnxruntime (GPU when "
+               "available), needs the two DWPose ONNX files. openpose: every person, controlnet-aux "
+               "(slower), needs the three lllyasviel/Annotators OpenPose files.",
+})
+
+
 class PoseExtract:
     DESCRIPTION = (
         "Finds whole-body poses (body, hands, face) in every frame. Frames where nobody is found stay "
@@ -54,15 +65,7 @@ class PoseExtract:
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "The driving video frames (or one image)."}),
-                "backend": (list(extract.BACKENDS), {
-                    "default": "mediapipe",
-                    "tooltip": "mediapipe: follows ONE person only, CPU, nothing to download. mediapipe_multi: "
-                               "several people, CPU, nothing to download (HOG people detector, then MediaPipe "
-                               "on each person; upright whole people, slower per person). dwpose: every person, "
-                               "onnxruntime (GPU when available), needs the two DWPose ONNX files. "
-                               "openpose: every person, controlnet-aux (slower), needs the three "
-                               "lllyasviel/Annotators OpenPose files.",
-                }),
+                "backend": BACKEND_WIDGET,
                 "min_confidence": ("FLOAT", {
                     "default": 0.3, "min": 0.0, "max": 1.0, "step": 0.05,
                     "tooltip": "Points the detector is less sure of are left out (missing, not guessed).",

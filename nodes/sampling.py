@@ -22,6 +22,33 @@ def packed_mask(model, mask: torch.Tensor, latent: torch.Tensor) -> torch.Tensor
     return packed.unsqueeze(0).expand(latent.shape[0], *packed.shape)
 
 
+# The guidance and speed widgets of every node that samples (the Sampler, Animate Long Video): one
+# definition, so their names, ranges and meanings stay the same.
+GUIDANCE_WIDGETS = {
+    "steps": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip": "Denoising steps; 0 = the model "
+                      "file's (30; 8 for a step_distilled HunyuanVideo 1.5 file)."}),
+    "cfg": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                      "tooltip": "Text guidance scale; 1 turns guidance off (and needs no negative); 0 = "
+                                 "the model file's (6; 1 for cfg_distilled and step_distilled files)."}),
+    "shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                        "tooltip": "Timestep shift: higher spends more steps at high noise; 0 = the "
+                                   "model file's (5 for 480p, 7 for 720p and step_distilled)."}),
+    "solver": (list(SOLVERS), {"default": "euler", "tooltip": "euler: one forward a step; heun: "
+                               "two, more accurate; dpmpp_2m: second order at one forward a step."}),
+}
+SPEED_WIDGETS = {
+    "attention": (list(ATTENTION_CHOICES), {"default": "auto", "tooltip": "Attention kernel: auto "
+                  "picks FlashAttention when installed on a GPU, else PyTorch SDPA; sage (SageAttention) "
+                  "is faster but approximate."}),
+    "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile each transformer block: "
+                "minutes on the first run, faster steps after (kept while the model stays loaded)."}),
+    "cache_threshold": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+                        "Step cache: skip most of a forward when its first block changed less than this "
+                        "(relative) since the last full one; 0 = off. Higher is faster, further from "
+                        "the uncached video."}),
+}
+
+
 class Sampler:
     DESCRIPTION = (
         "Generates the DreamActor canvas with flow matching: the transformer sees the noise latent, the "
@@ -46,16 +73,7 @@ class Sampler:
                 "mask": ("MASK", {"tooltip": "The canvas mask [frames, height, 2 x width] built with the canvas."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
                                  "tooltip": "Noise seed; the same seed gives the same video."}),
-                "steps": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip": "Denoising steps; 0 = the model "
-                                  "file's (30; 8 for a step_distilled HunyuanVideo 1.5 file)."}),
-                "cfg": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
-                                  "tooltip": "Text guidance scale; 1 turns guidance off (and needs no negative); 0 = "
-                                             "the model file's (6; 1 for cfg_distilled and step_distilled files)."}),
-                "shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
-                                    "tooltip": "Timestep shift: higher spends more steps at high noise; 0 = the "
-                                               "model file's (5 for 480p, 7 for 720p and step_distilled)."}),
-                "solver": (list(SOLVERS), {"default": "euler", "tooltip": "euler: one forward a step; heun: "
-                                           "two, more accurate; dpmpp_2m: second order at one forward a step."}),
+                **GUIDANCE_WIDGETS,
                 "denoise": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
                                       "tooltip": "Below 1 refines the optional 'latent' input instead of pure noise."}),
             },
@@ -70,15 +88,7 @@ class Sampler:
                 "empty_regions": (list(EMPTY_REGIONS), {"default": "encoded_black", "tooltip": "The canvas's empty "
                                   "reference half after frame 0: encoded_black keeps the VAE's encoding of black "
                                   "(the paper); zero_latent zeroes it in latent space (diffusers' I2V pipelines)."}),
-                "attention": (list(ATTENTION_CHOICES), {"default": "auto", "tooltip": "Attention kernel: auto "
-                              "picks FlashAttention when installed on a GPU, else PyTorch SDPA; sage (SageAttention) "
-                              "is faster but approximate."}),
-                "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile each transformer block: "
-                            "minutes on the first run, faster steps after (kept while the model stays loaded)."}),
-                "cache_threshold": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                                    "Step cache: skip most of a forward when its first block changed less than this "
-                                    "(relative) since the last full one; 0 = off. Higher is faster, further from "
-                                    "the uncached video."}),
+                **SPEED_WIDGETS,
             },
         }
 

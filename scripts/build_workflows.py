@@ -375,14 +375,9 @@ def _names(mode: str) -> dict[str, str]:
     return {"lora": DEFAULT_MODELS[f"{mode}_lora"].name} | {role: m.name for role, m in DEFAULT_MODELS.items()}
 
 
-def build_workflow(object_info: dict, mode: str) -> dict:
-    """The UI-format workflow of ``mode`` ("pose" or "rgb") on the pack's own loaders and sampler."""
-    b = WorkflowBuilder(object_info)
-    names = _names(mode)
-    out = _front(b, mode, README_NOTE.format(title=SUMMARIES[mode][0], summary=SUMMARIES[mode][1], mode=mode,
-                                         model_files=MODEL_FILES_NOTE.format(**names), **names))
-    masks = b.add(f"{PACK}CanvasMasks", "canvas", canvas_info=out["canvas_info"])
-    _canvas_preview(b, mode, out)
+def _pack_models_and_prompt(b: WorkflowBuilder, names: dict, reference: tuple[Node, int]) -> tuple[Node, Node, Node]:
+    """The pack's loaders (transformer + LoRA, VAE, text and image encoders) and the encoded prompt with
+    the reference embedding, in the models and prompt groups: (model with LoRA, VAE, conditioning)."""
     b.note("models", "Models", GROUP_NOTES["models"], 90)
     model = b.add(f"{PACK}LoadModel", "models", model_name=names["transformer"])
     with_lora = b.add(f"{PACK}LoadLora", "models", model=(model, 0), lora_name=names["lora"], strength=1.0)
@@ -395,7 +390,19 @@ def build_workflow(object_info: dict, mode: str) -> dict:
     text = b.add(f"{PACK}TextEncode", "prompt", text_encoder=(text_encoder, 0), prompt=(prompt, 0),
                  negative_prompt=PROMPT["negative"])
     embedded = b.add(f"{PACK}ReferenceImageEmbed", "prompt", positive=(text, 0), negative=(text, 1),
-                     image_encoder=(image_encoder, 0), reference=out["reference"])
+                     image_encoder=(image_encoder, 0), reference=reference)
+    return with_lora, vae, embedded
+
+
+def build_workflow(object_info: dict, mode: str) -> dict:
+    """The UI-format workflow of ``mode`` ("pose" or "rgb") on the pack's own loaders and sampler."""
+    b = WorkflowBuilder(object_info)
+    names = _names(mode)
+    out = _front(b, mode, README_NOTE.format(title=SUMMARIES[mode][0], summary=SUMMARIES[mode][1], mode=mode,
+                                         model_files=MODEL_FILES_NOTE.format(**names), **names))
+    masks = b.add(f"{PACK}CanvasMasks", "canvas", canvas_info=out["canvas_info"])
+    _canvas_preview(b, mode, out)
+    with_lora, vae, embedded = _pack_models_and_prompt(b, names, out["reference"])
     b.note("generate", "Generate", GROUP_NOTES["generate"], 90)
     latent = b.add(f"{PACK}EncodeCanvas", "generate", vae=(vae, 0), canvas=out["canvas"])
     samples = b.add(f"{PACK}Sampler", "generate", model=(with_lora, 0), positive=(embedded, 0),
@@ -483,19 +490,7 @@ def build_long_video_workflow(object_info: dict, mode: str) -> dict:
     b.note("inputs", "Inputs", LONG_NOTES["inputs"], 90)
     reference = b.add("LoadImage", "inputs", title="Reference picture", image="reference.png")
     video = b.add("LoadVideo", "inputs", title="Driving video", file="driving.mp4")
-    b.note("models", "Models", GROUP_NOTES["models"], 90)
-    model = b.add(f"{PACK}LoadModel", "models", model_name=names["transformer"])
-    with_lora = b.add(f"{PACK}LoadLora", "models", model=(model, 0), lora_name=names["lora"], strength=1.0)
-    vae = b.add(f"{PACK}LoadVAE", "models", vae_name=names["vae"])
-    text_encoder = b.add(f"{PACK}LoadTextEncoder", "models", text_encoder_name=names["text_encoder"],
-                         glyph_encoder_name=names["glyph_encoder"])
-    image_encoder = b.add(f"{PACK}LoadImageEncoder", "models", image_encoder_name=names["image_encoder"])
-    b.note("prompt", "Prompt", GROUP_NOTES["prompt"], 90)
-    prompt = _prompt(b)
-    text = b.add(f"{PACK}TextEncode", "prompt", text_encoder=(text_encoder, 0), prompt=(prompt, 0),
-                 negative_prompt=PROMPT["negative"])
-    embedded = b.add(f"{PACK}ReferenceImageEmbed", "prompt", positive=(text, 0), negative=(text, 1),
-                     image_encoder=(image_encoder, 0), reference=(reference, 0))
+    with_lora, vae, embedded = _pack_models_and_prompt(b, names, (reference, 0))
     b.note("generate", "Generate", LONG_NOTES["generate"], 180)
     animation = b.add(f"{PACK}AnimateLongVideo", "generate", title="Animate long video", model=(with_lora, 0),
                       vae=(vae, 0), positive=(embedded, 0), negative=(embedded, 1), reference=(reference, 0),
