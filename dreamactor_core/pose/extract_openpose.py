@@ -6,8 +6,8 @@ Importing controlnet_aux loads all of its annotators (~5 s), so it happens only 
 is chosen. Its face peaks skip parts it cannot find, which loses their identities; a face is only
 kept when every part was found (70 landmarks, plus the background map it also reports).
 
-controlnet_aux's ``Body``, ``Hand`` and ``Face`` read their ``.pth`` files with a bare
-``torch.load(path)``, which unpickles arbitrary code wherever torch's default is not weights-only
+controlnet_aux's ``Body``, ``Hand`` and ``Face`` read their ``.pth`` files with torch's loader and
+no ``weights_only`` argument, which unpickles arbitrary code wherever torch's default is not weights-only
 (torch < 2.6, or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD set). While the pack builds them, those three
 modules see a ``torch`` whose ``load`` always passes ``weights_only=True``; a file holding anything
 but tensors is refused with a clear error.
